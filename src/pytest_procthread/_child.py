@@ -1,0 +1,231 @@
+"""What runs first in every isolated child: capture, crash handlers, lifeline, the call.
+
+Kept to the standard library (psutil and cloudpickle load only when needed) because under
+``spawn`` every import here is paid again by every child.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import io
+import os
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from . import _wire
+
+RESULT_VERSION = 1
+LIFELINE_EXIT_CODE = 70  # EX_SOFTWARE: our own "parent is gone" exit
+
+
+@dataclass
+class ChildSpec:
+    """Everything the child needs, small and picklable by multiprocessing."""
+
+    name: str
+    start_method: str
+    result_conn: Any
+    lifeline_conn: Any
+    stdout_path: str
+    stderr_path: str
+    timeout: float
+    # Under fork the call is inherited as objects; otherwise it arrives pickled.
+    direct_call: Optional[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = None
+    payload: bytes = b""
+    externals: list[Any] = field(default_factory=list)
+
+
+def suppress_crash_reports() -> None:
+    """No core files, no Windows error dialogs: a deliberate crash must stay quiet."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
+    if sys.platform == "win32":
+        try:
+            import ctypes
+
+            SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX, SEM_NOOPENFILEERRORBOX = 0x1, 0x2, 0x8000
+            kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+            kernel32.SetErrorMode(
+                SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX
+            )
+        except Exception:
+            pass
+        try:
+            import msvcrt
+
+            for report_type in (0, 1, 2):  # _CRT_WARN, _CRT_ERROR, _CRT_ASSERT
+                msvcrt.CrtSetReportMode(report_type, 0)  # type: ignore[attr-defined]
+        except Exception:
+            pass
+
+
+def _redirect_output(stdout_path: str, stderr_path: str) -> None:
+    # fd-level, so C-level writes and crash reports land in the files as well.
+    for target_fd, path in ((1, stdout_path), (2, stderr_path)):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
+        os.dup2(fd, target_fd)
+        os.close(fd)
+    # Unbuffered text streams: nothing printed is lost if the child crashes right after.
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+        write_through=True,
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+        write_through=True,
+    )
+
+
+def _install_crash_handlers(timeout: float) -> None:
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    if hasattr(faulthandler, "register") and hasattr(signal, "SIGTERM"):
+        # On SIGTERM: dump every thread's stack, then die of SIGTERM as usual. The parent
+        # sends it on timeout, so the dump is complete before the process is gone.
+        try:
+            faulthandler.register(signal.SIGTERM, file=sys.stderr, all_threads=True, chain=True)
+        except (RuntimeError, ValueError, OSError):
+            pass
+    elif sys.platform == "win32":
+        # No signals to ask for a dump from outside: arm a dump at the deadline instead.
+        faulthandler.dump_traceback_later(timeout, exit=False, file=sys.stderr)
+    suppress_crash_reports()
+
+
+def _end_with_parent() -> None:
+    try:
+        sys.stderr.write("procthread: the parent process is gone; this child stops now\n")
+    except Exception:
+        pass
+    try:
+        import psutil
+
+        kids = psutil.Process().children(recursive=True)
+        for kid in kids:
+            try:
+                kid.kill()
+            except psutil.Error:
+                pass
+    except Exception:
+        pass
+    os._exit(LIFELINE_EXIT_CODE)
+
+
+def _watch_lifeline(conn: Any) -> None:
+    def watch() -> None:
+        # The parent never writes: this returns only when its end closes, that is when the
+        # parent process is gone. A blocking read is the point, hence no timeout.
+        try:
+            conn.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        _end_with_parent()
+
+    threading.Thread(target=watch, name="procthread-lifeline", daemon=True).start()
+
+
+def _format_exception(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _picklable_exception(exc: BaseException) -> BaseException:
+    """The exception itself when it survives a round trip, else a faithful stand-in."""
+    from tblib import pickling_support
+
+    pickling_support.install(exc)
+    try:
+        data, externals = _wire.dumps(exc)
+        if not externals:
+            _wire.loads(data, [])
+            return exc
+    except Exception:
+        pass
+    from .errors import RemoteException
+
+    stand_in = RemoteException(
+        f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), _format_exception(exc)
+    )
+    stand_in.__traceback__ = exc.__traceback__
+    pickling_support.install(stand_in)
+    return stand_in
+
+
+def _send(conn: Any, result: dict[str, Any]) -> None:
+    try:
+        data, externals = _wire.dumps(result)
+        if externals:
+            raise TypeError(
+                f"it holds {len(externals)} multiprocessing object(s), which cannot be sent back"
+            )
+    except Exception as exc:
+        from .errors import NotPicklableError
+
+        value = result.get("value")
+        message = _wire.describe_unpicklable(
+            "the target returned", value, exc,
+            "Return plain data (numbers, strings, lists, dicts, dataclasses) instead.",
+        )
+        error = NotPicklableError(message, what="the return value")
+        data, _ = _wire.dumps(
+            {"v": RESULT_VERSION, "status": "raised", "exception": error, "traceback": message}
+        )
+    conn.send_bytes(data)
+
+
+def child_main(spec: ChildSpec) -> None:
+    """Entry point of the child, given to multiprocessing as the process target."""
+    _redirect_output(spec.stdout_path, spec.stderr_path)
+    _install_crash_handlers(spec.timeout)
+    _watch_lifeline(spec.lifeline_conn)
+
+    try:
+        if spec.direct_call is not None:
+            fn, args, kwargs = spec.direct_call
+        else:
+            fn, args, kwargs = _wire.loads(spec.payload, spec.externals)
+    except BaseException as exc:
+        message = (
+            f"the child could not unpickle the call under start method {spec.start_method!r}: "
+            f"{type(exc).__name__}: {exc}. The target and its arguments must be importable "
+            f"in a fresh interpreter (define them at module level in an importable module), "
+            f"or use start_method='fork'."
+        )
+        from .errors import ProcThreadError
+
+        error = ProcThreadError(message)
+        error.__cause__ = _picklable_exception(exc)
+        _send(spec.result_conn, {
+            "v": RESULT_VERSION, "status": "raised",
+            "exception": _picklable_exception(error), "traceback": _format_exception(exc),
+        })
+        raise SystemExit(1) from None
+
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:
+        code = exc.code if isinstance(exc, SystemExit) else 1
+        _send(spec.result_conn, {
+            "v": RESULT_VERSION, "status": "raised",
+            "exception": _picklable_exception(exc), "traceback": _format_exception(exc),
+        })
+        _flush()
+        if isinstance(code, int):
+            raise SystemExit(code) from None
+        raise SystemExit(1) from None
+    _send(spec.result_conn, {"v": RESULT_VERSION, "status": "returned", "value": value})
+    _flush()
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass

@@ -1,0 +1,126 @@
+"""How calls and results cross a process boundary.
+
+Plain pickle first (it is what multiprocessing does and keeps children light); cloudpickle
+when plain pickle cannot do it (lambdas, closures, functions defined inside a test).
+Objects that only multiprocessing knows how to send (pipes, queues, locks, shared values,
+sockets, our own pipe ends) are lifted out of the payload and handed to multiprocessing,
+which passes them while it starts the child, the only moment it allows that.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any, Callable
+
+from .errors import NotPicklableError
+
+
+def _multiprocessing_reducers() -> dict[type, Any]:
+    from multiprocessing import reduction
+
+    return dict(getattr(reduction.ForkingPickler, "_extra_reducers", {}))
+
+
+def is_external(obj: Any) -> bool:
+    """Whether ``obj`` must travel through multiprocessing rather than in our payload."""
+    cls = type(obj)
+    if getattr(cls, "__procthread_external__", False):
+        return True
+    module = getattr(cls, "__module__", "") or ""
+    if module.startswith("multiprocessing.") and module != "multiprocessing.shared_memory":
+        return True
+    return cls in _multiprocessing_reducers()
+
+
+class _ExternalsMixin:
+    externals: list[Any]
+
+    def persistent_id(self, obj: Any) -> Any:
+        if is_external(obj):
+            self.externals.append(obj)
+            return len(self.externals) - 1
+        return None
+
+
+class _PlainPickler(_ExternalsMixin, pickle.Pickler):
+    pass
+
+
+def _cloud_pickler_class() -> type:
+    import cloudpickle
+
+    class _CloudPickler(_ExternalsMixin, cloudpickle.Pickler):  # type: ignore[misc]
+        pass
+
+    return _CloudPickler
+
+
+def _dump_with(pickler_cls: type, obj: Any) -> tuple[bytes, list[Any]]:
+    buf = io.BytesIO()
+    pickler = pickler_cls(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.externals = []
+    pickler.dump(obj)
+    return buf.getvalue(), pickler.externals
+
+
+def dumps(obj: Any) -> tuple[bytes, list[Any]]:
+    """Pickle ``obj``; returns the bytes and the objects lifted out for multiprocessing."""
+    try:
+        return _dump_with(_PlainPickler, obj)
+    except Exception:
+        # Plain pickle refuses lambdas and local functions; cloudpickle takes them by value.
+        return _dump_with(_cloud_pickler_class(), obj)
+
+
+def loads(data: bytes, externals: list[Any]) -> Any:
+    unpickler = pickle.Unpickler(io.BytesIO(data))
+    unpickler.persistent_load = externals.__getitem__  # type: ignore[assignment]
+    return unpickler.load()
+
+
+def _describe(obj: Any) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = f"<{type(obj).__qualname__} object>"
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{text} (type {type(obj).__module__}.{type(obj).__qualname__})"
+
+
+def _culprit(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any, BaseException]:
+    parts: list[tuple[str, Any]] = [("the target", fn)]
+    parts += [(f"argument {i}", a) for i, a in enumerate(args)]
+    parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for label, part in parts:
+        try:
+            dumps(part)
+        except Exception as exc:
+            return label, part, exc
+    return "the call", (fn, args, kwargs), RuntimeError("unknown")
+
+
+def dump_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], start_method: str) -> tuple[bytes, list[Any]]:
+    """Pickle a call for a child, or raise NotPicklableError naming the object at fault."""
+    try:
+        return dumps((fn, args, kwargs))
+    except Exception:
+        pass
+    label, obj, exc = _culprit(fn, args, kwargs)
+    raise NotPicklableError(
+        f"cannot send {label} to a child started with {start_method!r}: {_describe(obj)} "
+        f"cannot be pickled ({type(exc).__name__}: {exc}). Pass something picklable instead "
+        f"(a path rather than an open file, plain data rather than a live object), create it "
+        f"inside the target, or use start_method='fork' where the platform has it, which "
+        f"copies the target instead of pickling it.",
+        what=label,
+        start_method=start_method,
+    ) from exc
+
+
+def describe_unpicklable(label: str, obj: Any, exc: BaseException, advice: str) -> str:
+    return (
+        f"{label} {_describe(obj)} cannot be pickled "
+        f"({type(exc).__name__}: {exc}). {advice}"
+    )

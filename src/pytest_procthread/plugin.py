@@ -1,0 +1,130 @@
+"""pytest hooks and fixtures. Thin: every piece of work is delegated to its module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from . import leaks
+from .ipc import IpcPipe
+from .process import ProcessRunner
+from .settings import (
+    START_METHOD_INI,
+    START_METHOD_OPTION,
+    TIMEOUT_INI,
+    TIMEOUT_OPTION,
+    resolve,
+)
+from .thread import ThreadRunner
+
+MARKERS = (
+    "claim(id): this test checks the conformance claim `id` (see conformance/claims.toml).",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("procthread", "pytest-procthread: processes and threads")
+    group.addoption(
+        START_METHOD_OPTION, dest="procthread_start_method", default=None,
+        metavar="METHOD",
+        help="start method of isolated children: fork, forkserver, spawn or default "
+        "(the interpreter's own default).",
+    )
+    group.addoption(
+        TIMEOUT_OPTION, dest="procthread_timeout", default=None, metavar="SECONDS",
+        help="default time limit of every join, recv and wait of this plugin (default 60).",
+    )
+    group.addoption(
+        "--procthread-check-leaks", action="store_true", default=False,
+        help="fail the run if it leaves a process, thread or file descriptor behind.",
+    )
+    parser.addini(START_METHOD_INI, "start method of isolated children (see "
+                  f"{START_METHOD_OPTION}).", default="")
+    parser.addini(TIMEOUT_INI, f"default time limit in seconds (see {TIMEOUT_OPTION}).",
+                  default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    try:
+        resolve(config)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture
+def isolated_process(request: pytest.FixtureRequest) -> Iterator[ProcessRunner]:
+    """Run callables in child processes; stops and reaps every child at teardown."""
+    runner = ProcessRunner(config=request.config)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def sibling_thread(request: pytest.FixtureRequest) -> Iterator[ThreadRunner]:
+    """Run callables in threads; at teardown, fails on unobserved errors and stuck threads."""
+    runner = ThreadRunner(config=request.config)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def ipc_pipe(request: pytest.FixtureRequest) -> Iterator[IpcPipe]:
+    """A pipe whose ``child`` end can be passed to ``isolated_process.start()``."""
+    pipe = IpcPipe(timeout=resolve(request.config).timeout)
+    yield pipe
+    pipe.close()
+
+
+_BEFORE = pytest.StashKey[leaks.Snapshot]()
+_PROBLEMS = pytest.StashKey[list]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if session.config.getoption("procthread_check_leaks"):
+        session.config.stash[_BEFORE] = leaks.take()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    before = config.stash.get(_BEFORE, None)
+    if before is None:
+        return
+    problems = leaks.compare(before, leaks.settle(before))
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports it
+        workeroutput["procthread_leaks"] = problems
+    _record_leaks(config, problems, where="")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    problems = getattr(node, "workeroutput", {}).get("procthread_leaks") or []
+    gateway = getattr(node, "gateway", None)
+    _record_leaks(node.config, problems, where=f" in worker {getattr(gateway, 'id', '?')}")  # type: ignore[attr-defined]
+
+
+def _record_leaks(config: pytest.Config, problems: list[str], where: str) -> None:
+    if not problems:
+        return
+    config.stash.setdefault(_PROBLEMS, []).extend(f"{p}{where}" for p in problems)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    problems = terminalreporter.config.stash.get(_PROBLEMS, [])
+    if problems:
+        terminalreporter.section("procthread: left behind", sep="=", red=True, bold=True)
+        for line in problems:
+            terminalreporter.line(line, red=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config):  # type: ignore[no-untyped-def]
+    status = yield
+    if config.stash.get(_PROBLEMS, []) and status == 0:
+        return pytest.ExitCode.TESTS_FAILED
+    return status

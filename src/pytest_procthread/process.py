@@ -1,0 +1,385 @@
+"""Run a callable in another OS process and bring back an Outcome.
+
+The child's fd 1 and 2 go to files, not pipes, so a child that prints 100 MB never blocks
+on a reader; its result comes back on a pipe that the parent drains while it waits, so a
+large return value never blocks either.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from typing import Any, Callable, Optional
+
+from . import _fdguard, _wire
+from ._child import RESULT_VERSION, ChildSpec, child_main
+from .errors import NotPicklableError, ProcThreadError
+from .outcome import Outcome
+from .settings import Settings, resolve, validate_start_method, validate_timeout
+from .tree import stop_child_tree
+
+STOP_GRACE = 2.0
+_counter = iter(range(1, sys.maxsize))
+_live_handles: weakref.WeakSet[ProcessHandle] = weakref.WeakSet()
+_atexit_registered = False
+
+
+def _stop_leftovers_at_exit() -> None:
+    # multiprocessing joins live non-daemon children at exit, without a time limit;
+    # this runs first (registered later) and makes sure there are none.
+    for handle in list(_live_handles):
+        try:
+            handle.kill()
+        except Exception:
+            pass
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", errors="backslashreplace")
+    except OSError:
+        return ""
+
+
+class ProcessHandle:
+    """A child started by :meth:`ProcessRunner.start`."""
+
+    def __init__(
+        self,
+        process: Any,
+        result_conn: Any,
+        lifeline_conn: Any,
+        stdout_path: str,
+        stderr_path: str,
+        settings: Settings,
+        name: str,
+    ) -> None:
+        self._process = process
+        self._result_conn = result_conn
+        self._lifeline_conn = lifeline_conn
+        self._stdout_path = stdout_path
+        self._stderr_path = stderr_path
+        self.settings = settings
+        self.name = name
+        self.start_method = settings.start_method
+        self.pid: int = process.pid
+        self._started = time.monotonic()
+        self._result: Optional[bytes] = None
+        self._outcome: Optional[Outcome] = None
+        self._killed = False
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = "alive" if self.is_alive() else "finished"
+        return f"<ProcessHandle {self.name!r} pid={self.pid} {self.start_method} {state}>"
+
+    def is_alive(self) -> bool:
+        return self._outcome is None and bool(self._process.is_alive())
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait up to ``timeout`` seconds for the child to end; never kills. True if it ended."""
+        seconds = self.settings.timeout if timeout is None else validate_timeout(timeout, "wait()")
+        if self._outcome is not None:
+            return True
+        self._drain(time.monotonic() + seconds)
+        return not self._process.is_alive()
+
+    def kill(self) -> Outcome:
+        """Kill the child and its whole tree now (no stack dump); return its outcome."""
+        with self._lock:
+            if self._outcome is None and self._process.is_alive():
+                self._killed = True
+                stop_child_tree(self.pid, self._wait_root, dump_first=False, grace=STOP_GRACE)
+        return self.join(timeout=STOP_GRACE)
+
+    def join(self, timeout: Optional[float] = None) -> Outcome:
+        """Wait for the child, at most ``timeout`` seconds (default: the runner's timeout).
+
+        On timeout the child's stacks are dumped into its stderr, then it and everything it
+        started are terminated, then killed; the outcome says ``timed_out``.
+        """
+        with self._lock:
+            if self._outcome is not None:
+                return self._outcome
+            seconds = (
+                self.settings.timeout if timeout is None else validate_timeout(timeout, "join()")
+            )
+            self._drain(time.monotonic() + seconds)
+            timed_out = False
+            if self._process.is_alive():
+                timed_out = True
+                self._note_in_stderr(
+                    f"\nprocthread: no result after {seconds:g} s; dumping the stacks of "
+                    f"every thread, then stopping the process tree\n"
+                )
+                stop_child_tree(self.pid, self._wait_root, dump_first=True, grace=STOP_GRACE)
+            self._outcome = self._build_outcome(timed_out, seconds)
+            self._release()
+            return self._outcome
+
+    def _wait_root(self, seconds: float) -> bool:
+        self._drain(time.monotonic() + seconds)
+        return not self._process.is_alive()
+
+    def _drain(self, deadline: float) -> None:
+        """Read the result as it comes and wait for the child to end, until ``deadline``."""
+        sentinel = self._process.sentinel
+        while True:
+            remaining = deadline - time.monotonic()
+            waitables: list[Any] = [sentinel]
+            if self._result_conn is not None:
+                waitables.append(self._result_conn)
+            ready = multiprocessing.connection.wait(waitables, max(0.0, remaining))
+            if self._result_conn is not None and self._result_conn in ready:
+                self._receive_result()
+            if sentinel in ready:
+                if self._result_conn is not None and self._result_conn.poll(0):
+                    self._receive_result()
+                # The sentinel fires as the child closes its descriptors, a moment before
+                # it can be reaped; a non-blocking join here would race with that.
+                self._process.join(STOP_GRACE)
+                return
+            if remaining <= 0:
+                return
+
+    def _receive_result(self) -> None:
+        try:
+            self._result = self._result_conn.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        self._result_conn.close()
+        self._result_conn = None
+
+    def _note_in_stderr(self, text: str) -> None:
+        try:
+            with open(self._stderr_path, "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError:
+            pass
+
+    def _build_outcome(self, timed_out: bool, timeout: float) -> Outcome:
+        exitcode = self._process.exitcode
+        fields: dict[str, Any] = {}
+        if self._result is not None:
+            try:
+                result = _wire.loads(self._result, [])
+                if result.get("v") != RESULT_VERSION:
+                    raise ProcThreadError(f"result format {result.get('v')!r}")
+            except Exception as exc:
+                result = {
+                    "status": "raised",
+                    "exception": ProcThreadError(
+                        f"the child's result could not be unpickled in the parent: "
+                        f"{type(exc).__name__}: {exc}. Return plain data, or objects whose "
+                        f"classes the parent can import."
+                    ),
+                    "traceback": "",
+                }
+            if result["status"] == "returned":
+                fields.update(returned=True, value=result["value"])
+            else:
+                fields.update(exception=result["exception"], traceback=result["traceback"])
+        crashed = (
+            not timed_out
+            and not self._killed
+            and "exception" not in fields
+            and not fields.get("returned")
+            and exitcode not in (0, None)
+        )
+        return Outcome(
+            kind="process",
+            name=self.name,
+            exitcode=exitcode,
+            crashed=crashed,
+            timed_out=timed_out,
+            killed=self._killed,
+            stdout=_read_text(self._stdout_path),
+            stderr=_read_text(self._stderr_path),
+            duration=time.monotonic() - self._started,
+            pid=self.pid,
+            start_method=self.start_method,
+            timeout=timeout if timed_out else None,
+            **fields,
+        )
+
+    def _release(self) -> None:
+        if self._result_conn is not None:
+            self._result_conn.close()
+            self._result_conn = None
+        if self._lifeline_conn is not None:
+            _fdguard.release(self._lifeline_conn.fileno())
+            self._lifeline_conn.close()
+            self._lifeline_conn = None
+        for path in (self._stdout_path, self._stderr_path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        try:
+            self._process.close()
+        except (ValueError, AttributeError):
+            pass
+        _live_handles.discard(self)
+
+
+class ProcessRunner:
+    """Starts isolated children and stops whatever is left of them at :meth:`close`.
+
+    >>> runner = ProcessRunner(start_method="spawn", timeout=10)
+    >>> runner.run(pow, 2, 10).value
+    1024
+    >>> runner.close()
+    """
+
+    def __init__(
+        self,
+        start_method: Optional[str] = None,
+        timeout: Optional[float] = None,
+        *,
+        config: Any = None,
+        marker: Any = None,
+        _parent: Optional[ProcessRunner] = None,
+    ) -> None:
+        self.settings = resolve(
+            config, start_method=start_method, timeout=timeout, marker=marker,
+            where_call="isolated_process.options()",
+        )
+        self._config = config
+        self._root = _parent._root if _parent is not None else self
+        if _parent is None:
+            self._handles: list[ProcessHandle] = []
+            self._tmpdir: Optional[str] = None
+            self._closed = False
+
+    @property
+    def start_method(self) -> str:
+        return self.settings.start_method
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.timeout
+
+    @property
+    def context(self) -> Any:
+        """The multiprocessing context of this start method: make queues, locks and values
+        with it, so that they can be passed to children of this runner."""
+        return multiprocessing.get_context(self.start_method)
+
+    def options(
+        self, *, start_method: Optional[str] = None, timeout: Optional[float] = None
+    ) -> ProcessRunner:
+        """The same runner with other settings; its children are stopped with this one's."""
+        method = (
+            validate_start_method(start_method, "isolated_process.options()")
+            if start_method is not None
+            else self.start_method
+        )
+        seconds = (
+            validate_timeout(timeout, "isolated_process.options()")
+            if timeout is not None
+            else self.timeout
+        )
+        return ProcessRunner(method, seconds, config=self._config, _parent=self)
+
+    def _scratch(self) -> str:
+        root = self._root
+        if root._tmpdir is None:
+            root._tmpdir = tempfile.mkdtemp(prefix="procthread-")
+        return root._tmpdir
+
+    def start(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ProcessHandle:
+        """Start ``fn(*args, **kwargs)`` in a new process and return at once."""
+        global _atexit_registered
+        if self._root._closed:
+            raise ProcThreadError("this isolated_process runner is closed (its test has ended)")
+        if not callable(fn):
+            raise TypeError(
+                f"isolated_process.start() needs a callable first, got {fn!r} "
+                f"({type(fn).__name__}); pass the function itself, not its result"
+            )
+        method = self.start_method
+        name = f"{getattr(fn, '__qualname__', type(fn).__name__)}#{next(_counter)}"
+        direct_call: Optional[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = None
+        payload, externals = b"", []
+        if method == "fork":
+            direct_call = (fn, args, kwargs)
+        else:
+            payload, externals = _wire.dump_call(fn, args, kwargs, method)
+        ctx = multiprocessing.get_context(method)
+        scratch = self._scratch()
+        out_fd, stdout_path = tempfile.mkstemp(prefix="out-", dir=scratch)
+        err_fd, stderr_path = tempfile.mkstemp(prefix="err-", dir=scratch)
+        os.close(out_fd)
+        os.close(err_fd)
+        result_r, result_w = ctx.Pipe(duplex=False)
+        lifeline_r, lifeline_w = ctx.Pipe(duplex=False)
+        _fdguard.keep_in_parent(lifeline_w.fileno())
+        spec = ChildSpec(
+            name=name, start_method=method, result_conn=result_w, lifeline_conn=lifeline_r,
+            stdout_path=stdout_path, stderr_path=stderr_path, timeout=self.timeout,
+            direct_call=direct_call, payload=payload, externals=externals,
+        )
+        process = ctx.Process(target=child_main, args=(spec,), name=f"procthread:{name}")
+        try:
+            process.start()
+        except Exception as exc:
+            _fdguard.release(lifeline_w.fileno())
+            for conn in (result_r, lifeline_w):
+                conn.close()
+            for path in (stdout_path, stderr_path):
+                os.unlink(path)
+            if isinstance(exc, (TypeError, RuntimeError, AttributeError)) or "pickl" in str(exc):
+                raise NotPicklableError(
+                    f"cannot send the call's multiprocessing objects to a child started with "
+                    f"{method!r}: {type(exc).__name__}: {exc}. Create queues, locks and values "
+                    f"from isolated_process.context (the same start method), not another one.",
+                    what="a multiprocessing object", start_method=method,
+                ) from exc
+            raise
+        finally:
+            result_w.close()
+            lifeline_r.close()
+        for obj in (*args, *kwargs.values()):
+            handed_over = getattr(obj, "_handed_over", None)
+            if handed_over is not None:
+                handed_over()
+        handle = ProcessHandle(
+            process, result_r, lifeline_w, stdout_path, stderr_path,
+            Settings(method, self.timeout), name,
+        )
+        self._root._handles.append(handle)
+        _live_handles.add(handle)
+        if not _atexit_registered:
+            atexit.register(_stop_leftovers_at_exit)
+            _atexit_registered = True
+        return handle
+
+    def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Outcome:
+        """Start ``fn(*args, **kwargs)`` in a new process and wait for its outcome."""
+        return self.start(fn, *args, **kwargs).join()
+
+    def close(self) -> None:
+        """Kill and reap every child still alive, close every pipe, delete scratch files."""
+        root = self._root
+        if root._closed:
+            return
+        root._closed = True
+        for handle in root._handles:
+            if handle._outcome is None:
+                if handle.is_alive():
+                    handle.kill()
+                else:
+                    handle.join(timeout=STOP_GRACE)
+        root._handles.clear()
+        if root._tmpdir is not None:
+            shutil.rmtree(root._tmpdir, ignore_errors=True)
+            root._tmpdir = None

@@ -1,0 +1,76 @@
+"""Stopping a child together with everything it started."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import psutil
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """The process tree below ``pid``, taken now (children are re-parented once it dies)."""
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def stop_processes(procs: list[psutil.Process], grace: float) -> list[psutil.Process]:
+    """Terminate, wait up to ``grace``, then kill and wait again; returns any survivors."""
+    live = []
+    for proc in procs:
+        try:
+            proc.terminate()
+            live.append(proc)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(live, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    _, still = psutil.wait_procs(alive, timeout=grace)
+    return list(still)
+
+
+def stop_child_tree(
+    pid: int,
+    wait_root: Callable[[float], bool],
+    *,
+    dump_first: bool,
+    grace: float = 2.0,
+) -> None:
+    """Stop a direct child (reaped through ``wait_root``) and all of its descendants.
+
+    With ``dump_first`` the child first gets SIGTERM, on which its faulthandler dumps every
+    thread's stack and then lets the signal end it; only then come terminate and kill.
+    ``wait_root(seconds)`` must wait for the child through its owner (multiprocessing),
+    because reaping it here would hide its exit status from that owner.
+    """
+    below = descendants(pid)
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        root = None
+    if root is not None:
+        if dump_first and sys.platform != "win32":
+            try:
+                root.terminate()
+            except psutil.Error:
+                pass
+            if not wait_root(grace):
+                _kill_quietly(root)
+                wait_root(grace)
+        else:
+            _kill_quietly(root)
+            wait_root(grace)
+    stop_processes(below, grace)
+
+
+def _kill_quietly(proc: psutil.Process) -> None:
+    try:
+        proc.kill()
+    except psutil.Error:
+        pass
