@@ -179,8 +179,19 @@ def _send(conn: Any, result: dict[str, Any]) -> None:
     conn.send_bytes(data)
 
 
+def _restore_default_hooks() -> None:
+    # A forked child inherits the test process's hooks, pytest's among them, which would
+    # swallow a thread's unhandled exception instead of printing it to the child's stderr.
+    sys.excepthook = sys.__excepthook__
+    if hasattr(threading, "__excepthook__"):
+        threading.excepthook = threading.__excepthook__
+    if hasattr(sys, "__unraisablehook__"):
+        sys.unraisablehook = sys.__unraisablehook__
+
+
 def child_main(spec: ChildSpec) -> None:
     """Entry point of the child, given to multiprocessing as the process target."""
+    _restore_default_hooks()
     _redirect_output(spec.stdout_path, spec.stderr_path)
     _install_crash_handlers(spec.timeout)
     _watch_lifeline(spec.lifeline_conn)

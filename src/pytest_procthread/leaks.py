@@ -42,6 +42,17 @@ def _multiprocessing_helpers() -> tuple[set[int], set[int]]:
             pids.add(tracker._pid)
     except ImportError:
         pass
+    # Shared ctypes (RawArray, Value) live in heap arenas that multiprocessing keeps open
+    # until the interpreter exits, even once every object in them is freed.
+    try:
+        from multiprocessing import heap
+
+        shared_heap = getattr(heap.BufferWrapper, "_heap", None)
+        for arena in getattr(shared_heap, "_arenas", []):
+            if isinstance(getattr(arena, "fd", None), int) and arena.fd >= 0:
+                fds.add(arena.fd)
+    except ImportError:
+        pass
     return pids, fds
 
 
@@ -83,7 +94,13 @@ def take() -> Snapshot:
     threads = {
         t.ident: t.name for t in threading.enumerate() if t.ident is not None and t.is_alive()
     }
-    fds = {fd: what for fd, what in _open_fds().items() if fd not in helper_fds}
+    open_fds = _open_fds()
+    # mmap keeps its own duplicate of an arena's descriptor: same file, other number.
+    helper_files = {open_fds[fd] for fd in helper_fds if fd in open_fds}
+    fds = {
+        fd: what for fd, what in open_fds.items()
+        if fd not in helper_fds and what not in helper_files
+    }
     return Snapshot(children, threads, fds)
 
 

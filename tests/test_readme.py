@@ -1,0 +1,29 @@
+"""Every Python example in the README runs and passes, under each start method."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pytest_procthread.runtime import runtime_facts
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+def test_readme_has_examples() -> None:
+    assert len(BLOCKS) >= 6
+
+
+@pytest.mark.parametrize("start_method", runtime_facts().start_methods)
+def test_readme_examples_pass(pytester: pytest.Pytester, start_method: str) -> None:
+    files = {f"test_readme_{i}": block for i, block in enumerate(BLOCKS)}
+    pytester.makepyfile(**files)
+    tests = sum(len(re.findall(r"^def test_", block, re.M)) for block in BLOCKS)
+    result = pytester.runpytest_subprocess(
+        f"--procthread-start-method={start_method}", "--procthread-check-leaks", "-q",
+        "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=tests)
