@@ -64,7 +64,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     marker = item.get_closest_marker("claim")
-    if marker is None or report.when != "call" and not (report.when == "setup" and report.skipped):
+    skipped_at_setup = report.when == "setup" and report.skipped
+    if marker is None or (report.when != "call" and not skipped_at_setup):
         return
     evidence = dict(item.user_properties).get("evidence", "")
     params = getattr(item, "callspec", None)

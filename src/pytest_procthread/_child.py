@@ -82,6 +82,33 @@ def _redirect_output(stdout_path: str, stderr_path: str) -> None:
         io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
         write_through=True,
     )
+    _unbuffer_c_stdio()
+
+
+def _unbuffer_c_stdio() -> None:
+    # The same for C-level writes (printf, puts, an extension's fprintf): the C library
+    # buffers its stdout when it is a file, and that buffer is lost on a crash and on
+    # os._exit, which is how multiprocessing ends a forked child even when all went well.
+    if sys.platform == "win32":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        setvbuf = libc.setvbuf
+        setvbuf.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_size_t]
+        unbuffered = 2  # _IONBF on glibc, musl, macOS and the BSDs
+        for names in (("stdout", "__stdoutp"), ("stderr", "__stderrp")):
+            for name in names:
+                try:
+                    stream = ctypes.c_void_p.in_dll(libc, name)
+                except ValueError:
+                    continue
+                if stream.value:
+                    setvbuf(stream.value, None, unbuffered, 0)
+                break
+    except Exception:
+        pass
 
 
 def _install_crash_handlers(timeout: float) -> None:
@@ -179,12 +206,16 @@ def _send(conn: Any, result: dict[str, Any]) -> None:
     conn.send_bytes(data)
 
 
+# Python 3.9 has no threading.__excepthook__; this module loads with the plugin, before
+# pytest wraps the hook around a test, so the hook seen now is the interpreter's own.
+_THREAD_EXCEPTHOOK = getattr(threading, "__excepthook__", threading.excepthook)
+
+
 def _restore_default_hooks() -> None:
     # A forked child inherits the test process's hooks, pytest's among them, which would
     # swallow a thread's unhandled exception instead of printing it to the child's stderr.
     sys.excepthook = sys.__excepthook__
-    if hasattr(threading, "__excepthook__"):
-        threading.excepthook = threading.__excepthook__
+    threading.excepthook = _THREAD_EXCEPTHOOK
     if hasattr(sys, "__unraisablehook__"):
         sys.unraisablehook = sys.__unraisablehook__
 

@@ -75,7 +75,7 @@ def dumps(obj: Any) -> tuple[bytes, list[Any]]:
 
 def loads(data: bytes, externals: list[Any]) -> Any:
     unpickler = pickle.Unpickler(io.BytesIO(data))
-    unpickler.persistent_load = externals.__getitem__  # type: ignore[assignment]
+    unpickler.persistent_load = externals.__getitem__  # type: ignore[method-assign]
     return unpickler.load()
 
 
@@ -89,7 +89,9 @@ def _describe(obj: Any) -> str:
     return f"{text} (type {type(obj).__module__}.{type(obj).__qualname__})"
 
 
-def _culprit(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any, BaseException]:
+def _culprit(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, Any, BaseException]:
     parts: list[tuple[str, Any]] = [("the target", fn)]
     parts += [(f"argument {i}", a) for i, a in enumerate(args)]
     parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
@@ -101,7 +103,9 @@ def _culprit(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
     return "the call", (fn, args, kwargs), RuntimeError("unknown")
 
 
-def dump_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], start_method: str) -> tuple[bytes, list[Any]]:
+def dump_call(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], start_method: str
+) -> tuple[bytes, list[Any]]:
     """Pickle a call for a child, or raise NotPicklableError naming the object at fault."""
     try:
         return dumps((fn, args, kwargs))

@@ -35,7 +35,7 @@ def _multiprocessing_helpers() -> tuple[set[int], set[int]]:
             value = getattr(server, name, None)
             if isinstance(value, int):
                 (fds if name.endswith("fd") else pids).add(value)
-        tracker = getattr(resource_tracker, "_resource_tracker", None)
+        tracker: Any = getattr(resource_tracker, "_resource_tracker", None)
         if isinstance(getattr(tracker, "_fd", None), int):
             fds.add(tracker._fd)
         if isinstance(getattr(tracker, "_pid", None), int):

@@ -79,7 +79,7 @@ def ipc_pipe(request: pytest.FixtureRequest) -> Iterator[IpcPipe]:
 
 
 _BEFORE = pytest.StashKey[leaks.Snapshot]()
-_PROBLEMS = pytest.StashKey[list]()
+_PROBLEMS = pytest.StashKey[list[str]]()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

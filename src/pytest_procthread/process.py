@@ -254,7 +254,7 @@ class ProcessRunner:
             where_call="isolated_process.options()",
         )
         self._config = config
-        self._root = _parent._root if _parent is not None else self
+        self._root: ProcessRunner = _parent._root if _parent is not None else self
         if _parent is None:
             self._handles: list[ProcessHandle] = []
             self._tmpdir: Optional[str] = None
@@ -309,12 +309,13 @@ class ProcessRunner:
         method = self.start_method
         name = f"{getattr(fn, '__qualname__', type(fn).__name__)}#{next(_counter)}"
         direct_call: Optional[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = None
-        payload, externals = b"", []
+        payload: bytes = b""
+        externals: list[Any] = []
         if method == "fork":
             direct_call = (fn, args, kwargs)
         else:
             payload, externals = _wire.dump_call(fn, args, kwargs, method)
-        ctx = multiprocessing.get_context(method)
+        ctx: Any = multiprocessing.get_context(method)
         scratch = self._scratch()
         out_fd, stdout_path = tempfile.mkstemp(prefix="out-", dir=scratch)
         err_fd, stderr_path = tempfile.mkstemp(prefix="err-", dir=scratch)

@@ -20,7 +20,7 @@ def _platform_default_start_method() -> str:
     """The start method multiprocessing uses when nobody chose one (CPython's own rule)."""
     # Reading the default context's name does not fix it, unlike get_start_method().
     try:
-        ctx = multiprocessing.context._default_context  # type: ignore[attr-defined]
+        ctx: Any = multiprocessing.context._default_context
         chosen = ctx._actual_context
         if chosen is not None:
             return str(chosen.get_start_method())
@@ -113,7 +113,7 @@ class RuntimeFacts:
         return data
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def runtime_facts() -> RuntimeFacts:
     """Gather the facts once per process."""
     methods = tuple(multiprocessing.get_all_start_methods())

@@ -179,5 +179,5 @@ class ThreadRunner:
             raise problems[0]
         if problems:
             raise _ExceptionGroup(
-                f"{len(problems)} problems in threads started by the test", problems  # type: ignore[arg-type]
+                f"{len(problems)} problems in threads started by the test", problems
             )
