@@ -16,6 +16,9 @@ import pytest
 from pytest_procthread import ProcThreadError
 from pytest_procthread.ipc import _HEADER, IpcPipe, PipeEnd
 
+# Inner runs: no cache files, and no hypothesis plugin, whose start-up costs ~0.7 s a run.
+QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+
 START_METHODS = [m for m in ("fork", "forkserver", "spawn")
                  if m in multiprocessing.get_all_start_methods()]
 WAIT = 20.0
@@ -123,7 +126,7 @@ def test_default_timeout_comes_from_the_fixture_settings(pytester: pytest.Pytest
             assert time.monotonic() - started < 5
         """
     )
-    pytester.runpytest("--procthread-timeout=0.3", "-p", "no:cacheprovider").assert_outcomes(
+    pytester.runpytest("--procthread-timeout=0.3", *QUIET).assert_outcomes(
         passed=1
     )
 
@@ -179,6 +182,23 @@ def test_send_to_a_side_that_never_reads_times_out(ipc_pipe: IpcPipe) -> None:
         ipc_pipe.parent.send_bytes(b"more")
 
 
+def test_send_that_timed_out_before_sending_anything_keeps_the_end(ipc_pipe: IpcPipe) -> None:
+    # Small messages nobody reads fill the socket buffer; the one that finds no room at
+    # all was not cut, so the stream is still in step and the end stays open.
+    sent = 0
+    with pytest.raises(TimeoutError) as info:
+        for sent in range(1, 1_000_000):  # noqa: B007
+            ipc_pipe.child.send_bytes(sent.to_bytes(4, "big"), timeout=0.05)
+    assert "took only 0 of 12 bytes" in str(info.value)
+    assert "can still be used" in str(info.value)
+    assert not ipc_pipe.child.closed
+    assert ipc_pipe.parent.recv_bytes(timeout=WAIT) == (1).to_bytes(4, "big")
+    ipc_pipe.child.send_bytes(b"after", timeout=WAIT)
+    for number in range(2, sent):
+        assert ipc_pipe.parent.recv_bytes(timeout=WAIT) == number.to_bytes(4, "big")
+    assert ipc_pipe.parent.recv_bytes(timeout=WAIT) == b"after"
+
+
 def test_closed_end_raises_os_error_naming_it(ipc_pipe: IpcPipe) -> None:
     ipc_pipe.parent.close()
     ipc_pipe.parent.close()  # twice is harmless
@@ -205,9 +225,10 @@ def test_closed_end_raises_os_error_naming_it(ipc_pipe: IpcPipe) -> None:
 
 
 def test_eof_in_the_middle_of_a_message_says_what_was_lost(ipc_pipe: IpcPipe) -> None:
+    # The count is of bytes on the wire: the 8-byte header and 10 bytes of the body.
     os.write(ipc_pipe.child.fileno(), _HEADER.pack(1000) + b"x" * 10)
     ipc_pipe.child.close()
-    with pytest.raises(EOFError, match="10 bytes of an unfinished message were lost"):
+    with pytest.raises(EOFError, match="18 bytes of an unfinished message were lost"):
         ipc_pipe.parent.recv_bytes(timeout=WAIT)
 
 
@@ -252,7 +273,7 @@ def test_fixture_closes_both_ends_at_teardown(pytester: pytest.Pytester) -> None
         """
     )
     fds_before = psutil.Process().num_fds()
-    result = pytester.inline_run("-p", "no:cacheprovider", plugins=[keeper])
+    result = pytester.inline_run(*QUIET, plugins=[keeper])
     result.assertoutcome(passed=1, failed=1)
     assert len(keeper.pipes) == 2
     for pipe in keeper.pipes:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from pytest_procthread import Outcome, ProcThreadError, ThreadRunner
 from pytest_procthread.thread import ThreadHandle, thread_stack
+
+# Inner runs: no cache files, and no hypothesis plugin, whose start-up costs ~0.7 s a run.
+QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 
 # Every wait in these tests is bounded by this; none of them is expected to take long.
 WAIT = 10.0
@@ -147,6 +151,32 @@ def test_join_on_running_thread_times_out_with_its_stack(sibling_thread: ThreadR
     assert late.value == "late value"
 
 
+def test_duration_of_a_join_that_times_out_before_the_thread_ran(
+    sibling_thread: ThreadRunner,
+) -> None:
+    # Hold the new thread between its start and the first line of the handle's code, with
+    # a trace function (the only hook there is); the duration still counts from start().
+    gate = threading.Event()
+
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_name == "_run":
+            gate.wait(WAIT)
+
+    previous = getattr(threading, "gettrace", lambda: None)()
+    threading.settrace(tracer)
+    try:
+        handle = sibling_thread.start(add, 1)
+    finally:
+        threading.settrace(previous)  # type: ignore[arg-type]
+    try:
+        early = handle.join(timeout=0.05)
+        assert early.timed_out
+        assert 0.04 <= early.duration < WAIT
+    finally:
+        gate.set()
+    assert handle.join(WAIT).value == 1
+
+
 def test_timed_out_outcome_unwraps_to_child_timeout_error(sibling_thread: ThreadRunner) -> None:
     from pytest_procthread import ChildTimeoutError
 
@@ -263,7 +293,7 @@ def test_timeout_follows_the_option(sibling_thread):
 @pytest.fixture
 def teardown_run(pytester: pytest.Pytester) -> pytest.RunResult:
     pytester.makepyfile(test_inner=TEARDOWN_TESTS)
-    return pytester.runpytest("-p", "no:cacheprovider", "--procthread-timeout=7.5")
+    return pytester.runpytest(*QUIET, "--procthread-timeout=7.5")
 
 
 def _report(result: pytest.RunResult, when: str, name: str) -> pytest.TestReport:
@@ -328,7 +358,7 @@ def test_thread_still_running_after_timeout_errors_at_teardown(
     )
     started = time.monotonic()
     result = pytester.runpytest_subprocess(
-        "--procthread-timeout=1", "-p", "no:cacheprovider", timeout=60
+        "--procthread-timeout=1", *QUIET, timeout=60
     )
     assert time.monotonic() - started < 30
     result.assert_outcomes(passed=1, errors=1)

@@ -162,11 +162,45 @@ def _format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+def _install_exception_pickling(exc: BaseException) -> None:
+    from tblib import pickling_support
+
+    pickling_support.install(exc)
+    # tblib rebuilds an exception whose class has its own __init__ but the default
+    # __reduce__ without calling that __init__. For built-in classes, that __init__ is what
+    # sets SystemExit.code, StopIteration.value...; rebuild those by calling the class.
+    import copyreg
+
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if type(current).__module__ == "builtins":
+            copyreg.pickle(type(current), _reduce_builtin_exception)
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+        todo += [e for e in getattr(current, "exceptions", ()) if isinstance(e, BaseException)]
+
+
+def _reduce_builtin_exception(exc: BaseException) -> Any:
+    from tblib import pickling_support
+
+    func, args, *state = exc.__reduce__()
+    return (
+        pickling_support.unpickle_exception,
+        (func, args, exc.__cause__, exc.__traceback__, exc.__context__,
+         exc.__suppress_context__, getattr(exc, "__notes__", None)),
+        *state,
+    )
+
+
 def _picklable_exception(exc: BaseException) -> BaseException:
     """The exception itself when it survives a round trip, else a faithful stand-in."""
     from tblib import pickling_support
 
-    pickling_support.install(exc)
+    _install_exception_pickling(exc)
     try:
         data, externals = _wire.dumps(exc)
         if not externals:
@@ -191,7 +225,7 @@ def _send(conn: Any, result: dict[str, Any]) -> None:
             raise TypeError(
                 f"it holds {len(externals)} multiprocessing object(s), which cannot be sent back"
             )
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a __reduce__ may even call sys.exit()
         from .errors import NotPicklableError
 
         value = result.get("value")

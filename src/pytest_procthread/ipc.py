@@ -122,11 +122,15 @@ class PipeEnd:
                 except BlockingIOError:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
-                        self.close()
+                        if sent:
+                            # Part of the message is in the pipe: the stream is out of step.
+                            self.close()
+                            state = "this end is now closed because the message was cut"
+                        else:
+                            state = "nothing was sent, so this end can still be used"
                         raise TimeoutError(
                             f"{self.name}.send_bytes(): the other side took only {sent} of "
-                            f"{total} bytes in time (is it receiving?); this end is now closed "
-                            f"because the message was cut"
+                            f"{total} bytes in time (is it receiving?); {state}"
                         ) from None
                     continue
                 except (BrokenPipeError, ConnectionResetError):

@@ -174,7 +174,9 @@ class ProcessHandle:
                 result = _wire.loads(self._result, [])
                 if result.get("v") != RESULT_VERSION:
                     raise ProcThreadError(f"result format {result.get('v')!r}")
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
+                # Unpickling runs code the child chose; not even sys.exit() there may end
+                # the test process, nor leave this handle unfinished.
                 result = {
                     "status": "raised",
                     "exception": ProcThreadError(

@@ -45,7 +45,6 @@ class ThreadHandle:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _run(self) -> None:
-        self._started = time.monotonic()
         try:
             self._value = self._fn(*self._args, **self._kwargs)
             self._returned = True
@@ -58,6 +57,9 @@ class ThreadHandle:
             self._done.set()
 
     def _launch(self) -> None:
+        # Set here, not in the thread: a join that times out before the new thread has run
+        # its first line would otherwise measure the duration from 0.0 (the boot of the OS).
+        self._started = time.monotonic()
         self._thread.start()
 
     @property

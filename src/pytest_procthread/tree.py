@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Callable
 
 import psutil
@@ -25,14 +26,39 @@ def stop_processes(procs: list[psutil.Process], grace: float) -> list[psutil.Pro
             live.append(proc)
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(live, timeout=grace)
+    alive = _wait_ended(live, grace)
     for proc in alive:
         try:
             proc.kill()
         except psutil.Error:
             pass
-    _, still = psutil.wait_procs(alive, timeout=grace)
-    return list(still)
+    return _wait_ended(alive, grace)
+
+
+def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` for ``procs`` to end; returns those still running.
+
+    A process that ended but that nobody has reaped yet is a zombie, which psutil still
+    counts as running: a grandchild whose parent died first belongs to init, and an init
+    that reaps late or never (as in many containers) would make every wait here last its
+    whole timeout. A zombie has ended: it counts as stopped.
+    """
+    deadline = time.monotonic() + timeout
+    alive = list(procs)
+    while alive:
+        remaining = deadline - time.monotonic()
+        _, alive = psutil.wait_procs(alive, timeout=max(0.0, min(remaining, 0.05)))
+        alive = [proc for proc in alive if not _ended(proc)]
+        if remaining <= 0:
+            break
+    return alive
+
+
+def _ended(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return True
 
 
 def stop_child_tree(

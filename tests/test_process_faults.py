@@ -1,0 +1,234 @@
+"""isolated_process when the child crashes, hangs or is killed, under every start method.
+
+Crashes are real (a NULL write, abort(), Py_FatalError); hangs are real blocking waits.
+Process trees are checked with psutil: after join() or kill() nothing of them may remain.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from pytest_procthread import faults
+from pytest_procthread.errors import ChildDiedError, ChildTimeoutError
+from pytest_procthread.ipc import IpcPipe, PipeEnd
+from pytest_procthread.process import ProcessRunner
+
+pytestmark = pytest.mark.timeout(120)
+
+METHODS = ["fork", "forkserver", "spawn"]
+WAIT = 30.0
+
+
+@pytest.fixture(params=METHODS)
+def method(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def runner(isolated_process: ProcessRunner, method: str) -> ProcessRunner:
+    return isolated_process.options(start_method=method, timeout=WAIT)
+
+
+def ended(proc: psutil.Process) -> bool:
+    """Whether ``proc`` has ended. A zombie has: this machine's init may reap it late."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def wait_ended(proc: psutil.Process, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``proc`` to end, reaped or not; True if it did.
+
+    psutil's own wait() returns for someone else's child only once it is reaped, which an
+    init that reaps late (or never, as in many containers) delays; a pidfd becomes
+    readable the moment the process ends.
+    """
+    if ended(proc):
+        return True
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError:
+            return ended(proc)
+        try:
+            if not proc.is_running():  # the pid now names another process
+                return True
+            return bool(select.select([pidfd], [], [], timeout)[0]) or ended(proc)
+        finally:
+            os.close(pidfd)
+    try:
+        proc.wait(timeout)
+        return True
+    except psutil.TimeoutExpired:
+        return ended(proc)
+
+
+def still_running(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` for every process to end; kill and return those that did not."""
+    deadline = time.monotonic() + timeout
+    running = [p for p in procs if not wait_ended(p, max(0.0, deadline - time.monotonic()))]
+    for proc in running:  # leave nothing behind, even when failing
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    return running
+
+
+def assert_all_gone(procs: list[psutil.Process], timeout: float) -> None:
+    running = still_running(procs, timeout)
+    assert not running, f"still running: {running}"
+
+
+# -- targets
+
+
+def crash_with_segfault():
+    faults.segfault()
+
+
+def _parked_thread_body(started, never):
+    started.set()
+    never.wait(WAIT)
+
+
+def crash_with_thread_running():
+    started, never = threading.Event(), threading.Event()
+    threading.Thread(target=_parked_thread_body, args=(started, never), daemon=True).start()
+    if not started.wait(WAIT):
+        raise TimeoutError("the helper thread never started")
+    faults.segfault()
+
+
+def core_limit():
+    return resource.getrlimit(resource.RLIMIT_CORE)
+
+
+def hang_with_grandchild(end: PipeEnd):
+    """Start a grandchild, send its pid to the test, then block forever in faults.hang."""
+    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    end.send(grandchild.pid)
+    faults.hang()
+
+
+# -- crashes
+
+
+def test_segfault(runner: ProcessRunner) -> None:
+    outcome = runner.run(crash_with_segfault)
+
+    assert outcome.crashed and not outcome.returned and outcome.exception is None
+    assert outcome.signal == signal.SIGSEGV and outcome.exitcode == -signal.SIGSEGV
+    assert not outcome.timed_out and not outcome.killed
+    assert "killed by SIGSEGV (segmentation fault)" in outcome.describe()
+    assert "Fatal Python error: Segmentation fault" in outcome.stderr
+    assert "crash_with_segfault" in outcome.stderr
+    with pytest.raises(ChildDiedError, match="killed by SIGSEGV"):
+        outcome.unwrap()
+
+
+def test_segfault_dumps_every_thread(runner: ProcessRunner) -> None:
+    outcome = runner.run(crash_with_thread_running)
+
+    assert outcome.signal == signal.SIGSEGV, outcome.describe()
+    stderr = outcome.stderr
+    assert "Fatal Python error: Segmentation fault" in stderr
+    assert "Current thread" in stderr
+    assert "in crash_with_thread_running" in stderr
+    assert "in _parked_thread_body" in stderr
+
+
+def test_abort(runner: ProcessRunner) -> None:
+    outcome = runner.run(faults.abort)
+
+    assert outcome.crashed and outcome.signal == signal.SIGABRT
+    assert "killed by SIGABRT" in outcome.describe()
+    assert "Fatal Python error: Aborted" in outcome.stderr
+
+
+def test_fatal_error(runner: ProcessRunner) -> None:
+    outcome = runner.run(faults.fatal_error, "procthread-test: deliberate fatal error")
+
+    assert outcome.crashed and outcome.signal == signal.SIGABRT, outcome.describe()
+    assert "Fatal Python error" in outcome.stderr
+    assert "procthread-test: deliberate fatal error" in outcome.stderr
+
+
+def test_core_dumps_are_off_in_the_child(runner: ProcessRunner) -> None:
+    assert runner.run(core_limit).value == (0, 0)
+
+
+# -- timeouts and kill
+
+
+@pytest.mark.parametrize("how", ["options", "join"])
+def test_timeout_dumps_stacks_and_stops_the_tree(
+    isolated_process: ProcessRunner, method: str, how: str
+) -> None:
+    limit = 0.5
+    runner = isolated_process.options(
+        start_method=method, timeout=limit if how == "options" else WAIT
+    )
+    with IpcPipe(timeout=WAIT) as pipe:
+        handle = runner.start(hang_with_grandchild, pipe.child)
+        grandchild = psutil.Process(pipe.parent.recv())
+        child = psutil.Process(handle.pid)
+        assert grandchild.ppid() == handle.pid
+        outcome = handle.join() if how == "options" else handle.join(timeout=limit)
+
+    assert outcome.timed_out and outcome.timeout == limit
+    assert not outcome.crashed and not outcome.returned and not outcome.killed
+    assert outcome.signal == signal.SIGTERM  # faulthandler dumped, then SIGTERM ended it
+    assert f"timed out after {limit:g} s" in outcome.describe()
+    assert f"no result after {limit:g} s" in outcome.stderr
+    assert "in hang" in outcome.stderr and "in hang_with_grandchild" in outcome.stderr
+    with pytest.raises(ChildTimeoutError, match="timed out"):
+        outcome.unwrap()
+    # join() returned only once the whole tree was gone
+    assert_all_gone([child, grandchild], timeout=0.5)
+
+
+def test_kill_stops_the_tree(runner: ProcessRunner) -> None:
+    with IpcPipe(timeout=WAIT) as pipe:
+        handle = runner.start(hang_with_grandchild, pipe.child)
+        grandchild = psutil.Process(pipe.parent.recv())
+        child = psutil.Process(handle.pid)
+        outcome = handle.kill()
+
+    assert outcome.killed and outcome.signal == signal.SIGKILL
+    assert not outcome.timed_out and not outcome.crashed and not outcome.returned
+    assert "was killed by the test" in outcome.describe()
+    assert not handle.is_alive()
+    assert handle.kill() is outcome and handle.join() is outcome
+    with pytest.raises(ChildDiedError, match="killed"):
+        outcome.unwrap()
+    assert_all_gone([child, grandchild], timeout=0.5)
+
+
+def test_timeout_option_is_honoured(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_inner="""
+        from pytest_procthread import faults
+
+        def test_hangs(isolated_process):
+            assert isolated_process.timeout == 1.0
+            outcome = isolated_process.run(faults.hang)
+            assert outcome.timed_out and outcome.timeout == 1.0, outcome.describe()
+            assert "no result after 1 s" in outcome.stderr
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--procthread-timeout=1", "-p", "no:cacheprovider", timeout=120
+    )
+    result.assert_outcomes(passed=1)
