@@ -231,8 +231,15 @@ def header(rounds: int) -> dict:
     import os
     import platform
 
-    import pytest_procthread
+    import importlib.util
 
+    import pytest_procthread
+    import pytest_procthread._child as child
+
+    try:
+        cached = os.path.exists(importlib.util.cache_from_source(child.__file__))
+    except (NotImplementedError, ValueError):
+        cached = False
     return {
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "executable": sys.executable,
@@ -245,6 +252,13 @@ def header(rounds: int) -> dict:
         "rounds": rounds,
         "thread_batch": THREAD_BATCH,
         "ipc_batch": IPC_BATCH,
+        # Without .pyc files our modules are compiled from source in every spawn and
+        # forkserver child (several ms each): an installed wheel has them, an editable
+        # install under PYTHONDONTWRITEBYTECODE=1 does not.
+        "dont_write_bytecode": sys.dont_write_bytecode,
+        "pycache_prefix": getattr(sys, "pycache_prefix", None),
+        "package_pyc_cached": cached,
+        "package_dir": os.path.dirname(pytest_procthread.__file__),
     }
 
 
@@ -254,6 +268,10 @@ def print_report(head: dict, results: list[dict], elapsed: float) -> None:
     print(f"start methods: {', '.join(head['start_methods'])} "
           f"(default {head['default_start_method']}); {head['rounds']} paired rounds each; "
           f"thread x{head['thread_batch']}, ipc x{head['ipc_batch']} calls per sample")
+    print(f"package: {head['package_dir']}; bytecode cache of our modules: "
+          + ("yes" if head["package_pyc_cached"] else "NO")
+          + (" (PYTHONDONTWRITEBYTECODE is set: spawn/forkserver children compile our modules "
+             "from source every time)" if head["dont_write_bytecode"] else ""))
     rows = [("benchmark", "ours median", "raw median", "ratio median [95% CI]", "goal", "result")]
     for r in results:
         low, high = r["ratio_ci95"]

@@ -100,9 +100,17 @@ def test_kill_self_with_a_catchable_signal(isolated_process: Any, method: str) -
     assert_crashed(outcome, signal.SIGTERM)
 
 
+def say_then_hang(end: Any) -> None:
+    end.send("hanging")
+    faults.hang()
+
+
 @fork_and_spawn
-def test_hang_times_out(isolated_process: Any, method: str) -> None:
-    outcome = isolated_process.options(start_method=method).start(faults.hang).join(timeout=1)
+def test_hang_times_out(isolated_process: Any, ipc_pipe: Any, method: str) -> None:
+    handle = isolated_process.options(start_method=method).start(say_then_hang, ipc_pipe.child)
+    # Time out only once it is in hang() (a spawned child may take long to start).
+    assert ipc_pipe.parent.recv(timeout=WAIT) == "hanging"
+    outcome = handle.join(timeout=1)
     assert outcome.timed_out is True
     assert outcome.crashed is False
     assert outcome.returned is False

@@ -129,7 +129,9 @@ def test_describe_crashed() -> None:
 
 def test_describe_exit_zero_without_result() -> None:
     outcome = Outcome(kind="process", exitcode=0)
-    assert outcome.describe() == "process exited with status 0 without returning a result after 0.00 s"
+    assert outcome.describe() == (
+        "process exited with status 0 without returning a result after 0.00 s"
+    )
 
 
 def test_describe_nothing_known() -> None:
@@ -277,10 +279,11 @@ def last_words_then_exit(code: int) -> None:
     os._exit(code)
 
 
-def waits_for_ever() -> None:
+def waits_for_ever(end: Any) -> None:
     import threading
 
     sys.stderr.write("about to wait\n")
+    end.send("waiting")
     threading.Event().wait(WAIT * 3)
 
 
@@ -298,16 +301,19 @@ def test_real_child_died_error_carries_the_stderr_tail(isolated_process: Any) ->
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_real_child_timeout_error_shows_where_it_was_stuck(
-    isolated_process: Any, method: str
+    isolated_process: Any, ipc_pipe: Any, method: str
 ) -> None:
     runner = isolated_process.options(start_method=method)
-    outcome = runner.start(waits_for_ever).join(timeout=0.5)
+    handle = runner.start(waits_for_ever, ipc_pipe.child)
+    # Time out only once it is really waiting (a spawned child may take long to start).
+    assert ipc_pipe.parent.recv(timeout=WAIT) == "waiting"
+    outcome = handle.join(timeout=0.5)
     assert outcome.timed_out
     with pytest.raises(ChildTimeoutError) as info:
         outcome.unwrap()
     text = str(info.value)
     assert "timed out after 0.5 s" in text
-    assert "about to wait" in text
+    assert "about to wait" in text, outcome.stderr
     assert "no result after 0.5 s; dumping the stacks" in text
     # Under fork the dump goes on with the test process's own stack (pytest's frames),
     # inherited by the child; they are folded so that the tail still shows the child's.

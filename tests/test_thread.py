@@ -330,6 +330,10 @@ def test_teardown_reports_what_threads_left(teardown_run: pytest.RunResult) -> N
                    "SecondOfSeveralError: second-of-several"):
         assert needle in text
     assert "<lambda>" not in text  # the thread that returned is no problem
+    output = result.stdout.str()
+    for needle in ("only-one-problem", "first-of-several", "ZeroDivisionError",
+                   "SecondOfSeveralError: second-of-several"):
+        assert needle in output
 
     for name in ("test_observed_through_exception", "test_observed_through_unwrap",
                  "test_observed_through_raised", "test_clean",
@@ -341,14 +345,14 @@ def test_teardown_reports_what_threads_left(teardown_run: pytest.RunResult) -> N
 def test_thread_still_running_after_timeout_errors_at_teardown(
     pytester: pytest.Pytester,
 ) -> None:
-    # The inner thread is stuck for at most 3 s, then ends by itself: nothing can hang.
+    # The inner thread is stuck for at most 4 s, then ends by itself: nothing can hang.
     pytester.makepyfile(
         test_stuck="""
         import threading
 
         def stuck_in_here(entered):
             entered.set()
-            threading.Event().wait(3)
+            threading.Event().wait(4)
 
         def test_stuck(sibling_thread):
             entered = threading.Event()

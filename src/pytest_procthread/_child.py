@@ -187,7 +187,8 @@ def _install_exception_pickling(exc: BaseException) -> None:
 def _reduce_builtin_exception(exc: BaseException) -> Any:
     from tblib import pickling_support
 
-    func, args, *state = exc.__reduce__()
+    reduced: Any = exc.__reduce__()  # a tuple for every built-in exception
+    func, args, *state = reduced
     return (
         pickling_support.unpickle_exception,
         (func, args, exc.__cause__, exc.__traceback__, exc.__context__,
