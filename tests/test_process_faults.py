@@ -135,8 +135,10 @@ def test_segfault(runner: ProcessRunner) -> None:
     assert "killed by SIGSEGV (segmentation fault)" in outcome.describe()
     assert "Fatal Python error: Segmentation fault" in outcome.stderr
     assert "crash_with_segfault" in outcome.stderr
-    with pytest.raises(ChildDiedError, match="killed by SIGSEGV"):
+    with pytest.raises(ChildDiedError, match="killed by SIGSEGV") as info:
         outcome.unwrap()
+    assert "Fatal Python error: Segmentation fault" in str(info.value)
+    assert "crash_with_segfault" in str(info.value)
 
 
 def test_segfault_dumps_every_thread(runner: ProcessRunner) -> None:
