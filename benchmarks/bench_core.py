@@ -19,9 +19,11 @@ our side of the comparison, where a real child pays it.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import threading
 import time
+from typing import Any, Callable
 
 # A small message: a tuple of the usual scalar kinds, as a test would send.
 MESSAGE = ("ping", 12345, 3.5, b"0123456789abcdef")
@@ -41,7 +43,13 @@ def noop() -> None:
 
 # -- echo children of the IPC benchmark (module level, so spawn can find them) ------------
 
-def echo_raw(conn) -> None:  # type: ignore[no-untyped-def]
+def _pin(cpus: set[int] | None) -> None:
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+
+
+def echo_raw(conn: Any, cpus: set[int] | None = None) -> None:
+    _pin(cpus)
     while True:
         try:
             message = conn.recv()
@@ -52,7 +60,8 @@ def echo_raw(conn) -> None:  # type: ignore[no-untyped-def]
         conn.send(message)
 
 
-def echo_ours(end) -> None:  # type: ignore[no-untyped-def]
+def echo_ours(end: Any, cpus: set[int] | None = None) -> None:
+    _pin(cpus)
     while True:
         try:
             message = end.recv()
@@ -92,7 +101,8 @@ def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, flo
     return xs[k - 1], xs[n - k]
 
 
-def paired(ours, raw, rounds: int, batch: int = 1):  # type: ignore[no-untyped-def]
+def paired(ours: Callable[[], None], raw: Callable[[], None], rounds: int,
+           batch: int = 1) -> tuple[list[float], list[float]]:
     """Time ``ours`` and ``raw`` ``rounds`` times each, interleaved, ``batch`` calls per
     sample; returns per-call seconds of each side, paired by round."""
     clock = time.perf_counter
@@ -112,7 +122,7 @@ def paired(ours, raw, rounds: int, batch: int = 1):  # type: ignore[no-untyped-d
 
 
 def summarize(name: str, goal: float, ours_s: list[float], raw_s: list[float],
-              batch: int, note: str = "") -> dict:
+              batch: int, note: str = "") -> dict[str, Any]:
     ratios = [o / r for o, r in zip(ours_s, raw_s)]
     ratio = median(ratios)
     low, high = median_ci(ratios)
@@ -132,10 +142,10 @@ def summarize(name: str, goal: float, ours_s: list[float], raw_s: list[float],
 
 # -- benchmarks ------------------------------------------------------------------------
 
-def bench_process(method: str, rounds: int) -> dict:
+def bench_process(method: str, rounds: int) -> dict[str, Any]:
     from pytest_procthread.process import ProcessRunner
 
-    ctx = multiprocessing.get_context(method)
+    ctx: Any = multiprocessing.get_context(method)
 
     def ours() -> None:
         # What the isolated_process fixture does for one test: make, run, close.
@@ -160,7 +170,7 @@ def bench_process(method: str, rounds: int) -> dict:
                      "ProcessRunner(m).run(noop)+close vs ctx.Process start+join")
 
 
-def bench_thread(rounds: int) -> dict:
+def bench_thread(rounds: int) -> dict[str, Any]:
     from pytest_procthread.thread import ThreadRunner
 
     def ours() -> None:
@@ -180,18 +190,34 @@ def bench_thread(rounds: int) -> dict:
                      "ThreadRunner().run(noop)+close vs Thread start+join")
 
 
-def bench_ipc(rounds: int, method: str) -> dict:
+def _ipc_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(parent CPUs, echo CPUs) for the IPC benchmark: one and the same CPU for this
+    process and both echo children. Unpinned, the scheduler now and then leaves one
+    side's echo on the other CPU, and a wake-up across CPUs costs 60-140 us in a VM
+    against ~5 us on one CPU: that alone made one side 4-7x slower for whole runs. On one
+    CPU both sides get the placement that a ping-pong normally gets anyway."""
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, {cpus[0]}
+
+
+def bench_ipc(rounds: int, method: str, pin: bool = True) -> dict[str, Any]:
     from pytest_procthread.ipc import IpcPipe
 
-    ctx = multiprocessing.get_context(method)
+    ctx: Any = multiprocessing.get_context(method)
+    parent_cpus, echo_cpus = _ipc_cpus(pin)
     # Raw side first, so that its echo child inherits nothing of ours.
     raw_parent, raw_child = ctx.Pipe(duplex=True)
-    raw_echo = ctx.Process(target=echo_raw, args=(raw_child,), name="bench-echo-raw")
+    raw_echo = ctx.Process(target=echo_raw, args=(raw_child, echo_cpus), name="bench-echo-raw")
     raw_echo.start()
     raw_child.close()
 
     pipe = IpcPipe(timeout=3600.0, name="bench")
-    ours_echo = ctx.Process(target=echo_ours, args=(pipe.child,), name="bench-echo-ours")
+    ours_echo = ctx.Process(target=echo_ours, args=(pipe.child, echo_cpus),
+                            name="bench-echo-ours")
     ours_echo.start()
     pipe.child.close()  # what ProcessRunner.start does after handing the end over
     end = pipe.parent
@@ -206,17 +232,24 @@ def bench_ipc(rounds: int, method: str) -> dict:
         if raw_parent.recv() != MESSAGE:
             raise RuntimeError("raw echo answered something else")
 
+    saved_cpus = os.sched_getaffinity(0) if parent_cpus else None
     try:
+        if parent_cpus:
+            os.sched_setaffinity(0, parent_cpus)
         ours_s, raw_s = paired(ours, raw, rounds, IPC_BATCH)
     finally:
+        if saved_cpus:
+            os.sched_setaffinity(0, saved_cpus)
         end.send(None)
         raw_parent.send(None)
         ours_echo.join(10)
         raw_echo.join(10)
         pipe.close()
         raw_parent.close()
+    pinned = f", test and echoes pinned to CPU {sorted(parent_cpus)[0]}" if parent_cpus else ""
     return summarize("ipc round trip", GOAL_IPC, ours_s, raw_s, IPC_BATCH,
-                     f"IpcPipe vs mp.Pipe, echo in a {method} child, message {MESSAGE!r}")
+                     f"IpcPipe vs mp.Pipe, echo in a {method} child, message {MESSAGE!r}"
+                     f"{pinned}")
 
 
 # -- report ----------------------------------------------------------------------------
@@ -227,14 +260,13 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} us"
 
 
-def header(rounds: int) -> dict:
-    import os
-    import platform
-
+def header(rounds: int) -> dict[str, Any]:
     import importlib.util
+    import platform
 
     import pytest_procthread
     import pytest_procthread._child as child
+    from pytest_procthread.runtime import runtime_facts
 
     try:
         cached = os.path.exists(importlib.util.cache_from_source(child.__file__))
@@ -247,7 +279,7 @@ def header(rounds: int) -> dict:
         "cpus": os.cpu_count(),
         "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "start_methods": multiprocessing.get_all_start_methods(),
-        "default_start_method": multiprocessing.get_context().get_start_method(),
+        "default_start_method": runtime_facts().default_start_method,
         "pytest_procthread": pytest_procthread.__version__,
         "rounds": rounds,
         "thread_batch": THREAD_BATCH,
@@ -262,7 +294,7 @@ def header(rounds: int) -> dict:
     }
 
 
-def print_report(head: dict, results: list[dict], elapsed: float) -> None:
+def print_report(head: dict[str, Any], results: list[dict[str, Any]], elapsed: float) -> None:
     print(f"pytest-procthread {head['pytest_procthread']} core overhead -- "
           f"{head['python']} on {head['platform']}, {head['cpus']} CPUs")
     print(f"start methods: {', '.join(head['start_methods'])} "
@@ -283,11 +315,13 @@ def print_report(head: dict, results: list[dict], elapsed: float) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])]
-        print("  ".join(cells + [row[-1]]))
+        print("  ".join([*cells, row[-1]]))
         if n == 0:
             print("  ".join("-" * w for w in widths))
     print(f"(ratio = median of per-round ours/raw; '?' = the CI straddles the goal; "
           f"total {elapsed:.1f} s)")
+    for r in results:
+        print(f"  {r['name']}: {r['note']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,19 +332,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=200,
                         help="paired samples per benchmark (default 200: ~35 s in all on 2 cores)")
     parser.add_argument("--json", metavar="PATH", help="also write every sample as JSON")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin the ipc benchmark's processes to one CPU")
     parser.add_argument("--only", metavar="NAMES", default="",
                         help="comma-separated subset of: fork, forkserver, spawn, thread, ipc")
     args = parser.parse_args(argv)
     if args.rounds < 6:
         parser.error("--rounds must be at least 6 for a 95%% interval")
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+    unknown = wanted - {"fork", "forkserver", "spawn", "thread", "ipc"}
+    if unknown:
+        parser.error(f"--only: unknown benchmark(s) {', '.join(sorted(unknown))}")
 
     def selected(name: str) -> bool:
         return not wanted or name in wanted
 
     started = time.perf_counter()
     head = header(args.rounds)
-    results = []
+    results: list[dict[str, Any]] = []
     methods = [m for m in ("fork", "forkserver", "spawn") if m in head["start_methods"]]
     for method in methods:
         if selected(method):
@@ -322,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if selected("ipc"):
         print("... ipc", file=sys.stderr, flush=True)
         echo_method = "fork" if "fork" in head["start_methods"] else "spawn"
-        results.append(bench_ipc(args.rounds, echo_method))
+        results.append(bench_ipc(args.rounds, echo_method, pin=not args.no_pin))
     elapsed = time.perf_counter() - started
     print_report(head, results, elapsed)
     if args.json:

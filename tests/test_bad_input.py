@@ -264,6 +264,11 @@ def test_multiprocessing_object_of_another_start_method(
 ) -> None:
     runner = isolated_process.options(start_method=method, timeout=WAIT)
     lock = multiprocessing.get_context("fork").Lock()
+    if not hasattr(lock, "_is_fork_ctx"):
+        # Before CPython 3.11 (and on PyPy 3.9) multiprocessing lets such a lock through,
+        # and it works in the child: nothing to refuse.
+        assert runner.run(take, lock).returned
+        return
     before = direct_children()
     with pytest.raises(NotPicklableError) as info:
         runner.start(take, lock)

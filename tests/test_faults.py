@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import multiprocessing
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -56,8 +57,11 @@ def test_segfault_is_a_real_fault(isolated_process: Any, method: str) -> None:
     assert_crashed(outcome, signal.SIGSEGV)
     # faulthandler saw the fault at the NULL write itself, not in the kill_self fallback.
     assert "Fatal Python error: Segmentation fault" in outcome.stderr
-    memset_line = _line_of(faults.segfault, "ctypes.memset(0, 0, 1)")
-    assert f'faults.py", line {memset_line} in segfault' in outcome.stderr, outcome.stderr
+    if sys.implementation.name == "pypy":  # PyPy's crash stacks give approximate lines
+        assert "in segfault" in outcome.stderr, outcome.stderr
+    else:
+        memset_line = _line_of(faults.segfault, "ctypes.memset(0, 0, 1)")
+        assert f'faults.py", line {memset_line} in segfault' in outcome.stderr, outcome.stderr
     assert "in kill_self" not in outcome.stderr
 
 

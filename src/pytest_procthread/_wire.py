@@ -30,13 +30,34 @@ def is_external(obj: Any) -> bool:
     module = getattr(cls, "__module__", "") or ""
     if module.startswith("multiprocessing.") and module != "multiprocessing.shared_memory":
         return True
+    # multiprocessing also registers reducers for functions, methods and partials (on PyPy
+    # plain functions among them); pickle handles those itself, so only the rest counts.
+    if module in ("builtins", "functools"):
+        return False
     return cls in _multiprocessing_reducers()
+
+
+def _unsendable_types() -> tuple[type, ...]:
+    import threading
+    import types
+
+    return (
+        io.IOBase, types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType,
+        type(threading.Lock()), type(threading.RLock()), threading.Thread,
+    )
+
+
+_UNSENDABLE = _unsendable_types()
 
 
 class _ExternalsMixin:
     externals: list[Any]
 
     def persistent_id(self, obj: Any) -> Any:
+        # PyPy pickles these without complaint into objects that are broken on arrival;
+        # refuse them everywhere, as CPython does.
+        if isinstance(obj, _UNSENDABLE):
+            raise TypeError(f"cannot pickle {type(obj).__qualname__!r} object")
         if is_external(obj):
             self.externals.append(obj)
             return len(self.externals) - 1
