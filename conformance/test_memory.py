@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pytest_procthread.claims.verdicts import ClaimCheck
 from pytest_procthread.process import ProcessRunner
 from pytest_procthread.thread import ThreadRunner
 
@@ -19,9 +20,7 @@ def _write_board() -> tuple[str, int]:
 
 
 @pytest.mark.claim("threads-share-writes")
-def test_threads_see_each_others_writes(
-    sibling_thread: ThreadRunner, evidence: dict[str, Any]
-) -> None:
+def test_threads_see_each_others_writes(sibling_thread: ThreadRunner, claim: ClaimCheck) -> None:
     board: dict[str, Any] = {}
     written = threading.Event()
 
@@ -39,19 +38,21 @@ def test_threads_see_each_others_writes(
     writing = sibling_thread.start(writer)
     wrote_id = writing.join().unwrap()
     seen, read_id = reading.join().unwrap()
-    assert seen == 42
-    assert read_id == wrote_id == id(board)  # one object, not copies
-    evidence.update(thread_read=seen, same_object=read_id == wrote_id)
+    same_object = read_id == wrote_id == id(board)  # one object, not copies
+    claim.decide(
+        seen == 42 and same_object,
+        f"the reading thread saw {seen!r}; same object in both threads: {same_object}",
+    )
 
 
-@pytest.mark.claim("threads-share-writes")
-def test_a_child_process_write_stays_in_the_child(
-    procs: ProcessRunner, evidence: dict[str, Any]
-) -> None:
+@pytest.mark.claim("process-memory-isolated")
+def test_a_child_process_write_stays_in_the_child(procs: ProcessRunner, claim: ClaimCheck) -> None:
     BOARD["written_by"] = "parent"
     outcome = procs.run(_write_board)
     child_saw, _ = outcome.unwrap()
-    assert child_saw == "child"
-    assert BOARD["written_by"] == "parent"
-    evidence.update(child_saw=child_saw, parent_sees=BOARD["written_by"],
-                    start_method=outcome.start_method)
+    assert child_saw == "child", "the child's own write did not take"
+    claim.decide(
+        BOARD["written_by"] == "parent",
+        f"the child wrote and read back {child_saw!r}; the parent still sees "
+        f"{BOARD['written_by']!r} ({outcome.start_method})",
+    )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from . import leaks
+from .claims import hooks as claims_hooks
 from .ipc import IpcPipe
 from .process import ProcessRunner
 from .settings import (
@@ -23,8 +24,9 @@ MARKERS = (
 )
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     group = parser.getgroup("procthread", "pytest-procthread: processes and threads")
+    pluginmanager.register(claims_hooks, "procthread-claims")
     group.addoption(
         START_METHOD_OPTION, dest="procthread_start_method", default=None,
         metavar="METHOD",

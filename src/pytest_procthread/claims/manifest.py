@@ -23,6 +23,7 @@ class Claim:
     kind: str
     relation: str = ""
     margin: float = 0.0
+    beyond: bool = False
 
 
 def _fail(path: Path, message: str) -> ValueError:
@@ -43,6 +44,8 @@ def load_claims(path: Path) -> dict[str, Claim]:
         for key in ("statement", "source", "kind"):
             if not raw.get(key):
                 raise _fail(path, f"claim {cid!r} has no {key!r}")
+        if raw["kind"] == "measured" and raw.get("relation") not in ("greater", "less"):
+            raise _fail(path, f"measured claim {cid!r} needs relation 'greater' or 'less'")
         if raw["kind"] not in KINDS:
             raise _fail(path, f"claim {cid!r}: kind {raw['kind']!r} is not one of {KINDS}")
         source = raw["source"]
@@ -53,5 +56,6 @@ def load_claims(path: Path) -> dict[str, Claim]:
             kind=raw["kind"],
             relation=raw.get("relation", ""),
             margin=float(raw.get("margin", 0.0)),
+            beyond=bool(raw.get("beyond", False)),
         )
     return claims

@@ -1,0 +1,223 @@
+"""pytest wiring of the conformance pack: the ``claim`` fixture, the table, the JSON report.
+
+A pack (a directory with claims.toml and expectations.toml) is switched on by its
+conftest calling :func:`use_pack`; without one these hooks do nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from ..report import build_report, render_table, write_report
+from ..runtime import runtime_facts
+from .expectations import Expectation, load_expectations
+from .manifest import Claim, load_claims
+from .verdicts import RECORD_KEY, ClaimCheck
+
+REPORT_OPTION = "--procthread-report"
+
+
+@dataclass
+class Pack:
+    directory: Path
+    version: str
+    claims: dict[str, Claim]
+    expectations: list[Expectation]
+    records: dict[str, dict[str, Any]]
+
+
+_PACK = pytest.StashKey[Pack]()
+
+
+def fact_keys() -> set[str]:
+    return set(runtime_facts().as_dict()) | {"start_method"}
+
+
+def use_pack(config: pytest.Config, directory: Path) -> Pack:
+    """Load ``claims.toml`` and ``expectations.toml`` from ``directory`` for this run."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    with open(directory / "claims.toml", "rb") as f:
+        version = str(tomllib.load(f).get("pack_version", "0"))
+    try:
+        claims = load_claims(directory / "claims.toml")
+        expectations = load_expectations(
+            directory / "expectations.toml", set(claims), fact_keys()
+        )
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    pack = Pack(directory, version, claims, expectations, {})
+    config.stash[_PACK] = pack
+    return pack
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("procthread").addoption(
+        REPORT_OPTION, dest="procthread_report", default=None, metavar="PATH",
+        help="write the conformance claims report as JSON to PATH.",
+    )
+
+
+def _variant(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or not callspec.params:
+        return "-"
+    return "-".join(str(v) for v in callspec.params.values())
+
+
+@pytest.fixture
+def claim(request: pytest.FixtureRequest) -> Iterator[ClaimCheck]:
+    """The claim this check decides (from ``@pytest.mark.claim``): state a verdict on it."""
+    pack: Optional[Pack] = request.config.stash.get(_PACK, None)
+    marker = request.node.get_closest_marker("claim")
+    if pack is None or marker is None or not marker.args:
+        raise pytest.UsageError(
+            f"{request.node.nodeid}: the 'claim' fixture needs @pytest.mark.claim('<id>') and "
+            f"a pack loaded by its conftest (pytest_procthread.claims.hooks.use_pack)"
+        )
+    cid = marker.args[0]
+    if cid not in pack.claims:
+        raise pytest.UsageError(f"{request.node.nodeid}: unknown claim {cid!r}")
+    facts = runtime_facts().as_dict()
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    facts["start_method"] = params.get("start_method", facts["default_start_method"])
+    check = ClaimCheck(
+        pack.claims[cid], _variant(request.node), facts, pack.expectations,
+        lambda record: request.node.user_properties.append((RECORD_KEY, record)),
+    )
+    yield check
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    check = getattr(item, "funcargs", {}).get("claim")
+    if (
+        report.when == "call" and report.passed and isinstance(check, ClaimCheck)
+        and check.verdict is None
+    ):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid}: the check ended without a verdict on claim "
+            f"{check.claim.id!r}; call claim.holds(), claim.refuted(), claim.decide(), "
+            f"claim.compare(), claim.inconclusive() or claim.unsupported()"
+        )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if key != RECORD_KEY:
+            continue
+        # Setup skips and call reports carry the record; keep one per test.
+        pack = _pack_of_session()
+        if pack is not None:
+            pack.records[report.nodeid] = dict(value)
+    if report.skipped and report.when == "setup":
+        pack = _pack_of_session()
+        claim_id = _claim_of_nodeid(report)
+        if pack is not None and claim_id and report.nodeid not in pack.records:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+            pack.records[report.nodeid] = {
+                "claim": claim_id, "variant": _variant_of_nodeid(report.nodeid),
+                "verdict": "unsupported", "expected": "", "as_expected": True,
+                "figure": str(reason).replace("Skipped: ", ""), "evidence": {},
+            }
+    if report.failed and report.when in ("setup", "call"):
+        pack = _pack_of_session()
+        if pack is not None and report.nodeid not in pack.records:
+            claim_id = _claim_of_nodeid(report)
+            if claim_id:
+                pack.records[report.nodeid] = {
+                    "claim": claim_id, "variant": _variant_of_nodeid(report.nodeid),
+                    "verdict": "error", "expected": "", "as_expected": False,
+                    "figure": f"the check itself failed ({report.when}): "
+                    f"{str(report.longrepr).splitlines()[-1][:200] if report.longrepr else ''}",
+                    "evidence": {},
+                }
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG.append(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config in _CONFIG:
+        _CONFIG.remove(config)
+
+
+def _pack_of_session() -> Optional[Pack]:
+    return _CONFIG[-1].stash.get(_PACK, None) if _CONFIG else None
+
+
+def _claim_of_nodeid(report: pytest.TestReport) -> str:
+    for key, value in report.user_properties:
+        if key == "procthread_claim":
+            return str(value)
+    return ""
+
+
+def _variant_of_nodeid(nodeid: str) -> str:
+    if nodeid.endswith("]") and "[" in nodeid:
+        return nodeid[nodeid.rindex("[") + 1 : -1]
+    return "-"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    pack = config.stash.get(_PACK, None)
+    if pack is None:
+        return
+    for item in items:
+        marker = item.get_closest_marker("claim")
+        inside = pack.directory in Path(str(item.path)).parents
+        if inside and (marker is None or not marker.args):
+            raise pytest.UsageError(
+                f"{item.nodeid}: every check of the pack names its claim with "
+                f"@pytest.mark.claim('<id>')"
+            )
+        if marker is None or not marker.args:
+            continue
+        if marker.args[0] not in pack.claims:
+            raise pytest.UsageError(
+                f"{item.nodeid}: unknown claim {marker.args[0]!r}; add it to "
+                f"{pack.directory / 'claims.toml'} or use one of: {', '.join(pack.claims)}"
+            )
+        # So that a check that errors out still lands on its claim's row.
+        item.user_properties.append(("procthread_claim", marker.args[0]))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    config = terminalreporter.config
+    pack = config.stash.get(_PACK, None)
+    if pack is None or hasattr(config, "workerinput"):
+        return
+    facts = runtime_facts().as_dict()
+    terminalreporter.section(f"procthread claims (pack {pack.version})")
+    for line in render_table(pack.claims, pack.records, facts,
+                             width=getattr(terminalreporter, "_tw", None).fullwidth
+                             if getattr(terminalreporter, "_tw", None) else 120):
+        terminalreporter.line(line)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    pack = config.stash.get(_PACK, None)
+    path = config.getoption("procthread_report", None)
+    if pack is None or not path or hasattr(config, "workerinput"):
+        return
+    report = build_report(pack.version, pack.claims, pack.records, runtime_facts().as_dict())
+    write_report(Path(path), report)
