@@ -6,7 +6,7 @@ conftest calling :func:`use_pack`; without one these hooks do nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -98,10 +98,11 @@ def claim(request: pytest.FixtureRequest) -> Iterator[ClaimCheck]:
     yield check
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     check = getattr(item, "funcargs", {}).get("claim")
     if (
         report.when == "call" and report.passed and isinstance(check, ClaimCheck)
@@ -113,6 +114,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             f"{check.claim.id!r}; call claim.holds(), claim.refuted(), claim.decide(), "
             f"claim.compare(), claim.inconclusive() or claim.unsupported()"
         )
+    return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -121,7 +123,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             continue
         # Setup skips and call reports carry the record; keep one per test.
         pack = _pack_of_session()
-        if pack is not None:
+        if pack is not None and isinstance(value, dict):
             pack.records[report.nodeid] = dict(value)
     if report.skipped and report.when == "setup":
         pack = _pack_of_session()
@@ -202,13 +204,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     config = terminalreporter.config
     pack = config.stash.get(_PACK, None)
-    if pack is None or hasattr(config, "workerinput"):
+    if pack is None or hasattr(config, "workerinput") or config.option.collectonly:
         return
     facts = runtime_facts().as_dict()
     terminalreporter.section(f"procthread claims (pack {pack.version})")
-    for line in render_table(pack.claims, pack.records, facts,
-                             width=getattr(terminalreporter, "_tw", None).fullwidth
-                             if getattr(terminalreporter, "_tw", None) else 120):
+    for line in render_table(pack.claims, pack.records, facts):
         terminalreporter.line(line)
 
 
