@@ -1,0 +1,64 @@
+"""``python -m pytest_procthread``: merge claims reports into one table, refresh the README.
+
+    python -m pytest_procthread matrix REPORT.json ... [--format markdown|html|json] [-o FILE]
+    python -m pytest_procthread readme REPORT.json ... [--readme README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .matrix import MergeError, build_matrix, load_reports, render
+
+README_START = "<!-- claims-table:start -->"
+README_END = "<!-- claims-table:end -->"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pytest_procthread")
+    commands = parser.add_subparsers(dest="command", required=True)
+    matrix = commands.add_parser("matrix", help="merge claims reports into one table")
+    matrix.add_argument("reports", nargs="+", type=Path, help="JSON reports (--procthread-report)")
+    matrix.add_argument("--format", default="markdown", choices=("markdown", "html", "json"))
+    matrix.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    matrix.add_argument("--fail-on-unexpected", action="store_true",
+                        help="exit 1 if any report has an unexpected verdict")
+    readme = commands.add_parser("readme", help="put the merged table into the README")
+    readme.add_argument("reports", nargs="+", type=Path)
+    readme.add_argument("--readme", type=Path, default=Path("README.md"))
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        table = build_matrix(load_reports(args.reports))
+    except MergeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "matrix":
+        text = render(table, args.format)
+        if args.output:
+            args.output.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return 1 if args.fail_on_unexpected and table["unexpected"] else 0
+    readme = args.readme.read_text(encoding="utf-8")
+    if README_START not in readme or README_END not in readme:
+        print(f"error: {args.readme} has no {README_START} ... {README_END} section",
+              file=sys.stderr)
+        return 2
+    head, rest = readme.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    args.readme.write_text(
+        f"{head}{README_START}\n{render(table, 'markdown')}{README_END}{tail}", encoding="utf-8"
+    )
+    print(f"{args.readme}: claims table updated from {len(args.reports)} report(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
