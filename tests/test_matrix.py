@@ -55,7 +55,9 @@ def test_markdown_merges_platforms(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["matrix", str(a), str(b), "--fail-on-unexpected"]) == 1
 
 
-def test_refuses_different_pack_versions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_refuses_different_pack_versions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     a = _write(tmp_path, "a.json", _report("cpython-3.12", "holds", pack="1.0"))
     b = _write(tmp_path, "b.json", _report("cpython-3.13", "holds", pack="2.0"))
     assert main(["matrix", str(a), str(b)]) == 2

@@ -131,7 +131,7 @@ def build_matrix(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _text(cell: dict[str, Any]) -> str:
-    text = SYMBOL.get(cell["verdict"], cell["verdict"])
+    text = str(SYMBOL.get(cell["verdict"], cell["verdict"]))
     if cell["figure"]:
         text += f" {cell['figure']}"
     if cell["unexpected"]:

@@ -24,7 +24,9 @@ def _variant_key(variant: str) -> tuple[int, str]:
     return (VARIANT_ORDER.get(head, 4), variant)
 
 
-def ordered_rows(claims: dict[str, Claim], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def ordered_rows(
+    claims: dict[str, Claim], records: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """One row per (claim, variant, check), in manifest order; claims with no row say so."""
     by_claim: dict[str, list[dict[str, Any]]] = {cid: [] for cid in claims}
     for nodeid, record in records.items():
@@ -42,7 +44,7 @@ def ordered_rows(claims: dict[str, Claim], records: dict[str, dict[str, Any]]) -
 
 def render_table(
     claims: dict[str, Claim], records: dict[str, dict[str, Any]], facts: dict[str, Any],
-    width: int = 120,
+    width: int = 160,
 ) -> list[str]:
     rows = ordered_rows(claims, records)
     lines = [
