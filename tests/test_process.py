@@ -455,12 +455,6 @@ def test_multiprocessing_objects_as_arguments(runner: ProcessRunner) -> None:
         del queue, value, lock, event
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_wire.dumps pickles module-level functions by reference first; under "
-    "--import-mode=importlib the test module is not importable in a spawn/forkserver child "
-    "(ModuleNotFoundError), so such targets need pickling by value (reported to the lead)",
-)
 def test_module_level_target_under_import_mode_importlib(pytester: pytest.Pytester) -> None:
     pytester.mkpydir("pkg_less_dir").joinpath("__init__.py").unlink()
     pytester.path.joinpath("pkg_less_dir", "test_imported.py").write_text(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .errors import NotPicklableError
 
@@ -85,13 +85,41 @@ def _dump_with(pickler_cls: type, obj: Any) -> tuple[bytes, list[Any]]:
     return buf.getvalue(), pickler.externals
 
 
-def dumps(obj: Any) -> tuple[bytes, list[Any]]:
+_BY_VALUE: set[str] = set()
+
+
+def send_by_value(module: Any) -> None:
+    """Send functions and classes of ``module`` by value to spawned children.
+
+    The plugin does this for test modules: a child then need not import the test module
+    (and pytest with it), which is faster, and works where the module cannot be imported
+    by name at all (``--import-mode=importlib``).
+    """
+    name = getattr(module, "__name__", None)
+    if not name or name in _BY_VALUE or name == "__main__":
+        return
+    import sys
+
+    if sys.modules.get(name) is not module:
+        return
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
+    _BY_VALUE.add(name)
+
+
+def dumps(obj: Any, *, by_value_first: bool = False) -> tuple[bytes, list[Any]]:
     """Pickle ``obj``; returns the bytes and the objects lifted out for multiprocessing."""
+    first: type = _PlainPickler
+    second: Optional[type] = None
+    if by_value_first:
+        first, second = _cloud_pickler_class(), _PlainPickler
     try:
-        return _dump_with(_PlainPickler, obj)
+        return _dump_with(first, obj)
     except Exception:
         # Plain pickle refuses lambdas and local functions; cloudpickle takes them by value.
-        return _dump_with(_cloud_pickler_class(), obj)
+        # By value fails where a referenced global cannot be pickled; by reference may not.
+        return _dump_with(second or _cloud_pickler_class(), obj)
 
 
 def loads(data: bytes, externals: list[Any]) -> Any:
@@ -128,8 +156,9 @@ def dump_call(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], start_method: str
 ) -> tuple[bytes, list[Any]]:
     """Pickle a call for a child, or raise NotPicklableError naming the object at fault."""
+    by_value = getattr(fn, "__module__", None) in _BY_VALUE
     try:
-        return dumps((fn, args, kwargs))
+        return dumps((fn, args, kwargs), by_value_first=by_value)
     except Exception:
         pass
     label, obj, exc = _culprit(fn, args, kwargs)

@@ -233,8 +233,18 @@ class IpcPipe:
         self.child = PipeEnd(child_conn, f"{name}.child", timeout)
         _fdguard.keep_in_parent(parent_conn.fileno())
         self.child._on_handover = self.child.close
+        self._timeout = timeout
+        self._more: list[IpcPipe] = []
+
+    def new(self, name: str = "") -> IpcPipe:
+        """Another pipe like this one, closed together with it."""
+        pipe = IpcPipe(self._timeout, name or f"ipc_pipe#{len(self._more) + 2}")
+        self._more.append(pipe)
+        return pipe
 
     def close(self) -> None:
+        for pipe in self._more:
+            pipe.close()
         self.parent.close()
         self.child.close()
 

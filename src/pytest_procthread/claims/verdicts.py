@@ -88,6 +88,7 @@ class ClaimCheck:
         budget: float = 1.5,
         min_pairs: int = 8,
         max_pairs: int = 400,
+        warmup: int = 1,
         decide: bool = True,
         **evidence: Any,
     ) -> Paired:
@@ -100,7 +101,7 @@ class ClaimCheck:
         threshold = 1 + self.claim.margin if relation == "greater" else 1 - self.claim.margin
         result = measure_paired(
             a, b, a_label=a_label, b_label=b_label, budget=budget, min_pairs=min_pairs,
-            max_pairs=max_pairs,
+            max_pairs=max_pairs, warmup=warmup,
             decided=lambda r: decide_ratio(r, relation, threshold) is not None,
         )
         if decide:
