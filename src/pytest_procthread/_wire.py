@@ -88,19 +88,47 @@ def _dump_with(pickler_cls: type, obj: Any) -> tuple[bytes, list[Any]]:
 _BY_VALUE: set[str] = set()
 
 
-def send_by_value(module: Any) -> None:
-    """Send functions and classes of ``module`` by value to spawned children.
+def _fresh_origin(name: str) -> Optional[str]:
+    """Where a fresh interpreter with this ``sys.path`` would find module ``name``.
 
-    The plugin does this for test modules: a child then need not import the test module
-    (and pytest with it), which is faster, and works where the module cannot be imported
-    by name at all (``--import-mode=importlib``).
+    Searches the path only, ignoring ``sys.modules``, where pytest may have placed
+    packages of its own making that a child would not have.
+    """
+    import sys
+    from importlib.machinery import PathFinder
+
+    search: Optional[list[str]] = list(sys.path)
+    spec = None
+    for part in name.split("."):
+        if search is None:
+            return None
+        spec = PathFinder.find_spec(part if spec is None else f"{spec.name}.{part}", search)
+        if spec is None:
+            return None
+        locations = spec.submodule_search_locations
+        search = list(locations) if locations is not None else None
+    return getattr(spec, "origin", None)
+
+
+def send_by_value(module: Any) -> None:
+    """Send functions and classes of ``module`` by value to spawned children, if a fresh
+    interpreter could not import it by name (a test module under
+    ``--import-mode=importlib``).
+
+    Importable modules keep going by reference: a by-value copy of a function is not the
+    module's own, and code in the child that pickles it again (a Pool) would then fail.
     """
     name = getattr(module, "__name__", None)
     if not name or name in _BY_VALUE or name == "__main__":
         return
+    import os
     import sys
 
     if sys.modules.get(name) is not module:
+        return
+    origin = _fresh_origin(name)
+    here = getattr(module, "__file__", None)
+    if origin and here and os.path.realpath(origin) == os.path.realpath(here):
         return
     import cloudpickle
 
