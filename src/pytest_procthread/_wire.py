@@ -136,8 +136,29 @@ def send_by_value(module: Any) -> None:
     _BY_VALUE.add(name)
 
 
+class _NeedsSlowPath(Exception):
+    pass
+
+
+class _FastPickler(pickle.Pickler):
+    # pickle consults reducer_override for everything but plain data (None, numbers, str,
+    # bytes, lists, tuples, dicts, sets): plain data pickles at C speed with no Python
+    # call per object, and anything else that needs care goes the slow, careful way.
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _UNSENDABLE) or is_external(obj):
+            raise _NeedsSlowPath
+        return NotImplemented
+
+
 def dumps(obj: Any, *, by_value_first: bool = False) -> tuple[bytes, list[Any]]:
     """Pickle ``obj``; returns the bytes and the objects lifted out for multiprocessing."""
+    if not by_value_first:
+        try:
+            buf = io.BytesIO()
+            _FastPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+            return buf.getvalue(), []
+        except Exception:
+            pass
     first: type = _PlainPickler
     second: Optional[type] = None
     if by_value_first:

@@ -43,6 +43,7 @@ class PipeEnd:
         self.timeout = timeout
         self._inbox = bytearray()
         self._on_handover: Optional[Any] = None
+        self._poller: Any = None
         if _POSIX:
             os.set_blocking(conn.fileno(), False)
 
@@ -108,7 +109,7 @@ class PipeEnd:
         if not _POSIX:
             conn.send_bytes(data)
             return
-        deadline = self._deadline(timeout, f"{self.name}.send_bytes()")
+        deadline: Optional[float] = None
         view = memoryview(_HEADER.pack(len(data)) + data) if len(data) < _CHUNK else None
         parts = [memoryview(view)] if view is not None else [
             memoryview(_HEADER.pack(len(data))), memoryview(data)]
@@ -120,6 +121,8 @@ class PipeEnd:
                 try:
                     n = os.write(fd, part[:_CHUNK])
                 except BlockingIOError:
+                    if deadline is None:
+                        deadline = self._deadline(timeout, f"{self.name}.send_bytes()")
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
                         if sent:
@@ -164,8 +167,8 @@ class PipeEnd:
         kept), EOFError when the other end is closed.
         """
         conn = self._live()
-        what = f"{self.name}.recv()"
         if not _POSIX:
+            what = f"{self.name}.recv()"
             seconds = self.timeout if timeout is None else validate_timeout(timeout, what)
             if not conn.poll(seconds):
                 raise TimeoutError(f"{what}: no message within {seconds:g} s")
@@ -173,7 +176,7 @@ class PipeEnd:
                 return conn.recv_bytes()
             except EOFError:
                 raise EOFError(f"{what}: the other end was closed") from None
-        deadline = self._deadline(timeout, what)
+        deadline: Optional[float] = None
         fd = conn.fileno()
         while True:
             size = self._complete_message_size()
@@ -185,8 +188,14 @@ class PipeEnd:
             try:
                 chunk = os.read(fd, _CHUNK)
             except BlockingIOError:
+                if deadline is None:
+                    what = f"{self.name}.recv()"
+                    deadline = self._deadline(timeout, what)
+                    if self._poller is None:
+                        self._poller = select.poll()
+                        self._poller.register(fd, select.POLLIN)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                if remaining <= 0 or not self._poller.poll(remaining * 1000.0):
                     got = f" ({len(self._inbox)} bytes of a message arrived and are kept)" \
                         if self._inbox else ""
                     raise TimeoutError(
@@ -196,6 +205,7 @@ class PipeEnd:
                 continue
             except ConnectionResetError:
                 chunk = b""
+            what = f"{self.name}.recv()"
             if not chunk:
                 cut = f"; {len(self._inbox)} bytes of an unfinished message were lost with it" \
                     if self._inbox else ""
