@@ -16,6 +16,11 @@ ALL_START_METHODS = ("fork", "forkserver", "spawn")
 
 def pytest_configure(config: pytest.Config) -> None:
     use_pack(config, HERE)
+    # The pack forks while threads run on purpose (two claims are about exactly that);
+    # Python 3.12+ warns about it each time, which here says nothing new.
+    config.addinivalue_line(
+        "filterwarnings", r"ignore:This process \(pid=\d+\) is multi-threaded:DeprecationWarning"
+    )
 
 
 @pytest.fixture(params=ALL_START_METHODS)

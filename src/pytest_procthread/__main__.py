@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     readme = commands.add_parser("readme", help="put the merged table into the README")
     readme.add_argument("reports", nargs="+", type=Path)
     readme.add_argument("--readme", type=Path, default=Path("README.md"))
+    readme.add_argument("--marker", default="claims-table", metavar="NAME",
+                        help="rewrite the section between <!-- NAME:start --> and "
+                        "<!-- NAME:end --> (default: claims-table)")
     return parser
 
 
@@ -47,14 +50,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             sys.stdout.write(text)
         return 1 if args.fail_on_unexpected and table["unexpected"] else 0
     readme = args.readme.read_text(encoding="utf-8")
-    if README_START not in readme or README_END not in readme:
-        print(f"error: {args.readme} has no {README_START} ... {README_END} section",
-              file=sys.stderr)
+    start, end = f"<!-- {args.marker}:start -->", f"<!-- {args.marker}:end -->"
+    if start not in readme or end not in readme:
+        print(f"error: {args.readme} has no {start} ... {end} section", file=sys.stderr)
         return 2
-    head, rest = readme.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
     args.readme.write_text(
-        f"{head}{README_START}\n{render(table, 'markdown')}{README_END}{tail}", encoding="utf-8"
+        f"{head}{start}\n{render(table, 'markdown')}{end}{tail}", encoding="utf-8"
     )
     print(f"{args.readme}: claims table updated from {len(args.reports)} report(s)")
     return 0

@@ -171,10 +171,18 @@ def dumps(obj: Any, *, by_value_first: bool = False) -> tuple[bytes, list[Any]]:
         return _dump_with(second or _cloud_pickler_class(), obj)
 
 
+class _Unpickler(pickle.Unpickler):
+    # A method, not an instance attribute: CPython 3.13.0 made the attribute read-only.
+    def __init__(self, data: bytes, externals: list[Any]) -> None:
+        super().__init__(io.BytesIO(data))
+        self._externals = externals
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._externals[pid]
+
+
 def loads(data: bytes, externals: list[Any]) -> Any:
-    unpickler = pickle.Unpickler(io.BytesIO(data))
-    unpickler.persistent_load = externals.__getitem__  # type: ignore[method-assign]
-    return unpickler.load()
+    return _Unpickler(data, externals).load()
 
 
 def _describe(obj: Any) -> str:
