@@ -37,6 +37,10 @@ class ChildSpec:
     direct_call: Optional[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = None
     payload: bytes = b""
     externals: list[Any] = field(default_factory=list)
+    # A lifeline watcher that the threading module does not list (a bare OS thread), so a
+    # test body in the child sees the threads it would see without isolation; it also
+    # starts without waiting for the new thread to run.
+    quiet_lifeline: bool = False
 
 
 def suppress_crash_reports() -> None:
@@ -89,15 +93,38 @@ def _unbuffer_c_stdio() -> None:
     # The same for C-level writes (printf, puts, an extension's fprintf): the C library
     # buffers its stdout when it is a file, and that buffer is lost on a crash and on
     # os._exit, which is how multiprocessing ends a forked child even when all went well.
-    if sys.platform == "win32":
+    found = _c_stdio()
+    if found is None:
         return
+    setvbuf, streams = found
+    unbuffered = 2  # _IONBF on glibc, musl, macOS and the BSDs
+    for stream in streams:
+        try:
+            setvbuf(stream, None, unbuffered, 0)
+        except Exception:
+            pass
+
+
+_C_STDIO: Optional[tuple[Any, list[int]]] = None
+_C_STDIO_LOOKED_UP = False
+
+
+def _c_stdio() -> Optional[tuple[Any, list[int]]]:
+    """The C library's ``setvbuf`` and its ``stdout``/``stderr`` FILE pointers, looked up
+    once per process (a forked child inherits the answer: same library, same addresses)."""
+    global _C_STDIO, _C_STDIO_LOOKED_UP
+    if _C_STDIO_LOOKED_UP:
+        return _C_STDIO
+    _C_STDIO_LOOKED_UP = True
+    if sys.platform == "win32":
+        return None
     try:
         import ctypes
 
         libc = ctypes.CDLL(None)
         setvbuf = libc.setvbuf
         setvbuf.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_size_t]
-        unbuffered = 2  # _IONBF on glibc, musl, macOS and the BSDs
+        streams: list[int] = []
         for names in (("stdout", "__stdoutp"), ("stderr", "__stderrp")):
             for name in names:
                 try:
@@ -105,10 +132,34 @@ def _unbuffer_c_stdio() -> None:
                 except ValueError:
                     continue
                 if stream.value:
-                    setvbuf(stream.value, None, unbuffered, 0)
+                    streams.append(stream.value)
                 break
+        _C_STDIO = (setvbuf, streams)
     except Exception:
+        _C_STDIO = None
+    return _C_STDIO
+
+
+def prepare_parent_for_fork() -> None:
+    """Do in the parent, once, what every forked child would otherwise do for itself.
+
+    Importing ctypes and looking up the C library's streams costs a forked child about
+    3 ms, more than the fork itself; done here once, every fork child inherits it.
+    """
+    _c_stdio()
+    try:
+        import resource  # noqa: F401  (suppress_crash_reports imports it in the child)
+    except ImportError:
         pass
+
+
+_current_spec: Optional[ChildSpec] = None
+
+
+def current_output_paths() -> Optional[tuple[str, str]]:
+    """In an isolated child: the files its fd 1 and fd 2 write to; elsewhere None."""
+    spec = _current_spec
+    return None if spec is None else (spec.stdout_path, spec.stderr_path)
 
 
 def _install_crash_handlers(timeout: float) -> None:
@@ -145,7 +196,7 @@ def _end_with_parent() -> None:
     os._exit(LIFELINE_EXIT_CODE)
 
 
-def _watch_lifeline(conn: Any) -> None:
+def _watch_lifeline(conn: Any, quiet: bool = False) -> None:
     def watch() -> None:
         # The parent never writes: this returns only when its end closes, that is when the
         # parent process is gone. A blocking read is the point, hence no timeout.
@@ -155,17 +206,29 @@ def _watch_lifeline(conn: Any) -> None:
             pass
         _end_with_parent()
 
-    threading.Thread(target=watch, name="procthread-lifeline", daemon=True).start()
+    if quiet:
+        import _thread
+
+        _thread.start_new_thread(watch, ())
+    else:
+        threading.Thread(target=watch, name="procthread-lifeline", daemon=True).start()
 
 
 def _format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+def _hidden_locals(frame: Any) -> dict[str, Any]:
+    """The only local a child's frame keeps on its way back: pytest's ``__tracebackhide__``,
+    so that pytest hides in the test process the frames it would have hidden here."""
+    hide = frame.f_locals.get("__tracebackhide__")
+    return {"__tracebackhide__": True} if hide is True else {}
+
+
 def _install_exception_pickling(exc: BaseException) -> None:
     from tblib import pickling_support
 
-    pickling_support.install(exc)
+    pickling_support.install(exc, get_locals=_hidden_locals)
     # tblib rebuilds an exception whose class has its own __init__ but the default
     # __reduce__ without calling that __init__. For built-in classes, that __init__ is what
     # sets SystemExit.code, StopIteration.value...; rebuild those by calling the class.
@@ -178,8 +241,13 @@ def _install_exception_pickling(exc: BaseException) -> None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if type(current).__module__ == "builtins":
-            copyreg.pickle(type(current), _reduce_builtin_exception)
+        cls = type(current)
+        home = _real_home(cls)
+        if home is not None and home != cls.__module__:
+            copyreg.pickle(cls, _reduce_relocated_exception)
+        elif cls.__module__ == "builtins" or callable(getattr(current, "derive", None)):
+            # Exception groups too: the backport (Python < 3.11) has its own __init__.
+            copyreg.pickle(cls, _reduce_builtin_exception)
         todo += [e for e in (current.__cause__, current.__context__) if e is not None]
         todo += [e for e in getattr(current, "exceptions", ()) if isinstance(e, BaseException)]
 
@@ -193,6 +261,45 @@ def _reduce_builtin_exception(exc: BaseException) -> Any:
         pickling_support.unpickle_exception,
         (func, args, exc.__cause__, exc.__traceback__, exc.__context__,
          exc.__suppress_context__, getattr(exc, "__notes__", None)),
+        *state,
+    )
+
+
+def _real_home(cls: type) -> Optional[str]:
+    """The module a class can be imported from. Usually its ``__module__``; but some classes
+    misstate it for nicer messages (pytest's Skipped, Failed and Exit say 'builtins'), and
+    pickle, which looks a class up by that name, would then fail or copy the class by value."""
+    named = sys.modules.get(cls.__module__)
+    if named is not None and getattr(named, cls.__qualname__, None) is cls:
+        return str(cls.__module__)
+    for name, module in list(sys.modules.items()):
+        if getattr(module, cls.__name__, None) is cls:
+            return name
+    return None
+
+
+def _rebuild_relocated(module: str, qualname: str, *args: Any) -> BaseException:
+    import importlib
+
+    cls = importlib.import_module(module)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    return cls(*args)  # type: ignore[operator,no-any-return]
+
+
+def _reduce_relocated_exception(exc: BaseException) -> Any:
+    import functools
+
+    from tblib import pickling_support
+
+    reduced: Any = exc.__reduce__()
+    _, args, *state = reduced
+    home = _real_home(type(exc)) or type(exc).__module__
+    return (
+        pickling_support.unpickle_exception,
+        (functools.partial(_rebuild_relocated, home, type(exc).__qualname__), args,
+         exc.__cause__, exc.__traceback__, exc.__context__, exc.__suppress_context__,
+         getattr(exc, "__notes__", None)),
         *state,
     )
 
@@ -215,7 +322,7 @@ def _picklable_exception(exc: BaseException) -> BaseException:
         f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), _format_exception(exc)
     )
     stand_in.__traceback__ = exc.__traceback__
-    pickling_support.install(stand_in)
+    pickling_support.install(stand_in, get_locals=_hidden_locals)
     return stand_in
 
 
@@ -257,10 +364,13 @@ def _restore_default_hooks() -> None:
 
 def child_main(spec: ChildSpec) -> None:
     """Entry point of the child, given to multiprocessing as the process target."""
+    __tracebackhide__ = True  # pytest hides this frame when the test re-raises the error
+    global _current_spec
+    _current_spec = spec
     _restore_default_hooks()
     _redirect_output(spec.stdout_path, spec.stderr_path)
     _install_crash_handlers(spec.timeout)
-    _watch_lifeline(spec.lifeline_conn)
+    _watch_lifeline(spec.lifeline_conn, spec.quiet_lifeline)
 
     try:
         if spec.direct_call is not None:

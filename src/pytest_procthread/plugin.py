@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import leaks
+from . import _wire, leaks, markers_plugin
 from .claims import hooks as claims_hooks
 from .ipc import IpcPipe
 from .process import ProcessRunner
@@ -25,6 +25,7 @@ MARKERS = (
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.register(markers_plugin, "procthread-markers")
     group = parser.getgroup("procthread", "pytest-procthread: processes and threads")
     pluginmanager.register(claims_hooks, "procthread-claims")
     group.addoption(
@@ -54,6 +55,12 @@ def pytest_configure(config: pytest.Config) -> None:
         resolve(config)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for module in {getattr(item, "module", None) for item in items}:
+        if module is not None:
+            _wire.send_by_value(module)
 
 
 @pytest.fixture

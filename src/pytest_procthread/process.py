@@ -19,8 +19,8 @@ import time
 import weakref
 from typing import Any, Callable, Optional
 
-from . import _fdguard, _wire
-from ._child import RESULT_VERSION, ChildSpec, child_main
+from . import _fdguard, _fork, _template, _wire
+from ._child import RESULT_VERSION, ChildSpec, child_main, prepare_parent_for_fork
 from .errors import NotPicklableError, ProcThreadError
 from .outcome import Outcome
 from .settings import Settings, resolve, validate_start_method, validate_timeout
@@ -40,6 +40,13 @@ def _stop_leftovers_at_exit() -> None:
             handle.kill()
         except Exception:
             pass
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_stop_leftovers_at_exit)
+        _atexit_registered = True
 
 
 def _read_text(path: str) -> str:
@@ -240,6 +247,12 @@ class ProcessRunner:
     >>> runner.run(pow, 2, 10).value
     1024
     >>> runner.close()
+
+    With ``warm=True`` (what ``--isolated`` uses), children under ``spawn`` and
+    ``forkserver`` are forked from a warm template process started with that method,
+    which costs milliseconds instead of a fresh interpreter; see ``_template``. With
+    ``scratch_dir`` the children's output files go there (the caller owns the directory)
+    instead of a directory of the runner's own.
     """
 
     def __init__(
@@ -249,6 +262,8 @@ class ProcessRunner:
         *,
         config: Any = None,
         marker: Any = None,
+        warm: bool = False,
+        scratch_dir: Optional[str] = None,
         _parent: Optional[ProcessRunner] = None,
     ) -> None:
         self.settings = resolve(
@@ -256,10 +271,12 @@ class ProcessRunner:
             where_call="isolated_process.options()",
         )
         self._config = config
+        self._warm = warm
         self._root: ProcessRunner = _parent._root if _parent is not None else self
         if _parent is None:
             self._handles: list[ProcessHandle] = []
-            self._tmpdir: Optional[str] = None
+            self._tmpdir: Optional[str] = scratch_dir
+            self._own_tmpdir = scratch_dir is None
             self._closed = False
 
     @property
@@ -290,7 +307,7 @@ class ProcessRunner:
             if timeout is not None
             else self.timeout
         )
-        return ProcessRunner(method, seconds, config=self._config, _parent=self)
+        return ProcessRunner(method, seconds, config=self._config, warm=self._warm, _parent=self)
 
     def _scratch(self) -> str:
         root = self._root
@@ -300,7 +317,6 @@ class ProcessRunner:
 
     def start(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ProcessHandle:
         """Start ``fn(*args, **kwargs)`` in a new process and return at once."""
-        global _atexit_registered
         if self._root._closed:
             raise ProcThreadError("this isolated_process runner is closed (its test has ended)")
         if not callable(fn):
@@ -314,6 +330,7 @@ class ProcessRunner:
         payload: bytes = b""
         externals: list[Any] = []
         if method == "fork":
+            prepare_parent_for_fork()
             direct_call = (fn, args, kwargs)
         else:
             payload, externals = _wire.dump_call(fn, args, kwargs, method)
@@ -324,16 +341,28 @@ class ProcessRunner:
         os.close(out_fd)
         os.close(err_fd)
         result_r, result_w = ctx.Pipe(duplex=False)
+        if self._warm and method != "fork" and not externals:
+            handle = self._start_from_template(
+                fn, name, payload, result_r, result_w, stdout_path, stderr_path
+            )
+            if handle is not None:
+                return handle
         lifeline_r, lifeline_w = ctx.Pipe(duplex=False)
         _fdguard.keep_in_parent(lifeline_w.fileno())
+        lean = self._warm and method == "fork" and _fork.available()
         spec = ChildSpec(
             name=name, start_method=method, result_conn=result_w, lifeline_conn=lifeline_r,
             stdout_path=stdout_path, stderr_path=stderr_path, timeout=self.timeout,
             direct_call=direct_call, payload=payload, externals=externals,
+            quiet_lifeline=self._warm,
         )
-        process = ctx.Process(target=child_main, args=(spec,), name=f"procthread:{name}")
+        process: Any = None
         try:
-            process.start()
+            if lean:  # see _fork: a direct fork, without multiprocessing's bookkeeping
+                process = _fork.ForkedChild(child_main, (spec,))
+            else:
+                process = ctx.Process(target=child_main, args=(spec,), name=f"procthread:{name}")
+                process.start()
         except Exception as exc:
             _fdguard.release(lifeline_w.fileno())
             for conn in (result_r, lifeline_w):
@@ -361,9 +390,33 @@ class ProcessRunner:
         )
         self._root._handles.append(handle)
         _live_handles.add(handle)
-        if not _atexit_registered:
-            atexit.register(_stop_leftovers_at_exit)
-            _atexit_registered = True
+        _register_atexit()
+        return handle
+
+    def _start_from_template(
+        self, fn: Callable[..., Any], name: str, payload: bytes, result_r: Any, result_w: Any,
+        stdout_path: str, stderr_path: str,
+    ) -> Optional[ProcessHandle]:
+        """Under spawn and forkserver with ``warm=True``: fork the child from the warm
+        template of the start method (see ``_template``); None to start it cold."""
+        warmup = getattr(fn, "procthread_warmup", None) or {}
+        job = {
+            "name": name, "start_method": self.start_method, "payload": payload,
+            "stdout_path": stdout_path, "stderr_path": stderr_path, "timeout": self.timeout,
+            "cwd": os.getcwd(), "environ": dict(os.environ), "sys_path": list(sys.path),
+            "preload": list(warmup.get("preload", ())), "rewrite": warmup.get("rewrite", {}),
+        }
+        child = _template.launch(self.start_method, job, result_w.fileno(), self.timeout)
+        if child is None:
+            return None
+        result_w.close()
+        handle = ProcessHandle(
+            child, result_r, None, stdout_path, stderr_path,
+            Settings(self.start_method, self.timeout), name,
+        )
+        self._root._handles.append(handle)
+        _live_handles.add(handle)
+        _register_atexit()
         return handle
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Outcome:
@@ -383,6 +436,11 @@ class ProcessRunner:
                 else:
                     handle.join(timeout=STOP_GRACE)
         root._handles.clear()
-        if root._tmpdir is not None:
+        if root._tmpdir is not None and root._own_tmpdir:
             shutil.rmtree(root._tmpdir, ignore_errors=True)
-            root._tmpdir = None
+        root._tmpdir = None
+
+
+def stop_templates() -> None:
+    """Stop the warm template processes that ``warm=True`` runners started."""
+    _template.stop_all()

@@ -1,0 +1,174 @@
+"""Per-test overhead of ``--isolated`` over a plain run, next to pytest-forked's ``--forked``.
+
+Run it by hand (it is not a test):
+
+    python benchmarks/bench_isolated.py [--python PY] [--tests 300] [--rounds 5]
+                                        [--methods fork,forkserver,spawn] [--json out.json]
+
+It writes a test file of ``--tests`` trivial tests and runs pytest on it in a subprocess
+with the interpreter ``--python`` (default: this one): once plain; once with a bare
+``os.fork()`` per test body and nothing else (the floor of any fork-per-test design: no
+output capture, no result, no crash report); once with ``--forked`` where pytest-forked is
+installed for that interpreter (it breaks on pytest 9; see benchmarks/README.md for a venv
+with pytest 8.4); and once with ``--isolated`` per start method. The variants are
+interleaved round by round, so that whatever the machine does at that moment weighs on
+all of them. The overhead per test is the median over rounds of (time of the variant -
+time of the plain run of the same round) / number of tests; it includes every one-time
+cost of the variant (the warm template's start, for instance), spread over the tests.
+
+Goals (issue 4): the fork path costs at most half of pytest-forked's overhead per test;
+spawn and forkserver at most 25 ms per test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Optional
+
+GOAL_FORK_VS_FORKED = 0.5
+GOAL_FRESH_MS = 25.0
+
+TEST_FILE = """\
+import pytest
+
+
+@pytest.mark.parametrize("i", range({n}))
+def test_trivial(i):
+    assert i >= 0
+"""
+
+# The floor of any fork-per-test design: a bare os.fork() per test body, no output
+# capture, no result, no crash report; enabled by an environment variable.
+FLOOR_CONFTEST = """\
+import os
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    if not os.environ.get("BENCH_BARE_FORK"):
+        return None
+    pid = os.fork()
+    if pid == 0:
+        try:
+            pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in pyfuncitem._fixtureinfo.argnames})
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    return True
+"""
+
+COMMON = ["-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:randomly"]
+BARE_FORK = "bare os.fork (floor)"
+
+
+def _has_module(python: str, name: str) -> bool:
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({name!r}) is None)"
+    return subprocess.run([python, "-c", probe], check=False).returncode == 0
+
+
+def _versions(python: str) -> str:
+    code = (
+        "import sys, pytest; v = sys.version_info; "
+        "print(f'{sys.implementation.name} {v[0]}.{v[1]}.{v[2]}, pytest {pytest.__version__}')"
+    )
+    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def _run(python: str, directory: str, extra: list[str], tests: int) -> float:
+    env = dict(os.environ)
+    if extra == [BARE_FORK]:
+        extra, env["BENCH_BARE_FORK"] = [], "1"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [python, "-m", "pytest", *COMMON, *extra, "test_trivial.py"],
+        cwd=directory, capture_output=True, text=True, timeout=600, check=False, env=env,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or f"{tests} passed" not in done.stdout:
+        raise SystemExit(
+            f"pytest {' '.join(extra)} failed (status {done.returncode}):\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    return elapsed
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter to run pytest with (default: this one)")
+    parser.add_argument("--tests", type=int, default=300, help="trivial tests per run")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--methods", default="fork,forkserver,spawn",
+                        help="start methods for --isolated (those the platform has)")
+    parser.add_argument("--json", metavar="PATH", help="also write every sample here")
+    args = parser.parse_args(argv)
+
+    python = args.python
+    if not _has_module(python, "pytest_procthread"):
+        raise SystemExit(f"{python} cannot import pytest_procthread; install it there first")
+    variants: dict[str, list[str]] = {"plain": []}
+    if hasattr(os, "fork"):
+        variants[BARE_FORK] = [BARE_FORK]
+    if _has_module(python, "pytest_forked"):
+        variants["pytest-forked --forked"] = ["--forked"]
+    for method in args.methods.split(","):
+        variants[f"--isolated {method}"] = ["--isolated", f"--procthread-start-method={method}"]
+
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory(prefix="bench-isolated-") as directory:
+        with open(os.path.join(directory, "test_trivial.py"), "w") as f:
+            f.write(TEST_FILE.format(n=args.tests))
+        with open(os.path.join(directory, "conftest.py"), "w") as f:
+            f.write(FLOOR_CONFTEST)
+        for extra in variants.values():  # warm-up: bytecode caches, page cache
+            _run(python, directory, extra, args.tests)
+        for round_no in range(args.rounds):
+            order = list(variants.items())
+            if round_no % 2:
+                order.reverse()
+            for name, extra in order:
+                samples[name].append(_run(python, directory, extra, args.tests))
+
+    plain = samples["plain"]
+    overhead = {
+        name: [(t - p) / args.tests * 1000 for t, p in zip(times, plain)]
+        for name, times in samples.items() if name != "plain"
+    }
+    print(f"python: {python} ({_versions(python)}); {args.tests} trivial tests, "
+          f"{args.rounds} rounds; cpus: {os.cpu_count()}")
+    print(f"plain run: median {statistics.median(plain):.2f} s")
+    print()
+    print(f"{'variant':<26} {'run (s)':>8} {'overhead/test (ms)':>19} {'min..max':>14}  goal")
+    forked = overhead.get("pytest-forked --forked")
+    forked_median = statistics.median(forked) if forked else None
+    for name, values in overhead.items():
+        median = statistics.median(values)
+        run = statistics.median(samples[name])
+        goal = ""
+        if name.endswith(" fork") and forked_median is not None:
+            limit = GOAL_FORK_VS_FORKED * forked_median
+            verdict = "PASS" if median <= limit else "MISS"
+            goal = f"<= {limit:.2f} ms (half of pytest-forked): {verdict}"
+        elif name.endswith(("forkserver", "spawn")):
+            verdict = "PASS" if median <= GOAL_FRESH_MS else "MISS"
+            goal = f"<= {GOAL_FRESH_MS:g} ms: {verdict}"
+        print(f"{name:<26} {run:>8.2f} {median:>19.2f} "
+              f"{min(values):>6.2f}..{max(values):<6.2f}  {goal}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"python": python, "tests": args.tests, "samples": samples}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
