@@ -12,8 +12,6 @@ import os
 import signal
 import sys
 import threading
-import traceback
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from . import _wire
@@ -22,25 +20,100 @@ RESULT_VERSION = 1
 LIFELINE_EXIT_CODE = 70  # EX_SOFTWARE: our own "parent is gone" exit
 
 
-@dataclass
 class ChildSpec:
-    """Everything the child needs, small and picklable by multiprocessing."""
+    """Everything the child needs, small and picklable by multiprocessing.
 
-    name: str
-    start_method: str
-    result_conn: Any
-    lifeline_conn: Any
-    stdout_path: str
-    stderr_path: str
-    timeout: float
-    # Under fork the call is inherited as objects; otherwise it arrives pickled.
-    direct_call: Optional[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = None
-    payload: bytes = b""
-    externals: list[Any] = field(default_factory=list)
-    # A lifeline watcher that the threading module does not list (a bare OS thread), so a
-    # test body in the child sees the threads it would see without isolation; it also
-    # starts without waiting for the new thread to run.
-    quiet_lifeline: bool = False
+    A plain class with ``__slots__``, not a dataclass: importing dataclasses pulls in
+    inspect (and more), a few milliseconds in every spawn and forkserver child.
+    """
+
+    _FIELDS = (
+        "name", "start_method", "result_conn", "lifeline_conn", "stdout_path", "stderr_path",
+        "timeout", "direct_call", "payload", "externals", "quiet_lifeline",
+    )
+    __slots__ = (
+        "direct_call", "externals", "lifeline_conn", "name", "payload", "quiet_lifeline",
+        "result_conn", "start_method", "stderr_path", "stdout_path", "timeout",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        start_method: str,
+        result_conn: Any,
+        lifeline_conn: Any,
+        stdout_path: str,
+        stderr_path: str,
+        timeout: float,
+        # Under fork the call is inherited as objects; otherwise it arrives pickled.
+        direct_call: Optional[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = None,
+        payload: bytes = b"",
+        externals: Optional[list[Any]] = None,
+        # A lifeline watcher that the threading module does not list (a bare OS thread), so
+        # a test body in the child sees the threads it would see without isolation; it also
+        # starts without waiting for the new thread to run.
+        quiet_lifeline: bool = False,
+    ) -> None:
+        self.name = name
+        self.start_method = start_method
+        self.result_conn = result_conn
+        self.lifeline_conn = lifeline_conn
+        self.stdout_path = stdout_path
+        self.stderr_path = stderr_path
+        self.timeout = timeout
+        self.direct_call = direct_call
+        self.payload = payload
+        self.externals: list[Any] = [] if externals is None else externals
+        self.quiet_lifeline = quiet_lifeline
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"ChildSpec({fields})"
+
+
+class FdRef:
+    """One end of a pipe handed to the child as a bare descriptor (POSIX only).
+
+    multiprocessing hands it over exactly as it hands over a ``Connection`` (``DupFd``),
+    but rebuilding it in the child needs neither ``multiprocessing.connection`` nor what
+    that imports (tempfile, shutil, random, bz2, lzma): several milliseconds in every spawn
+    and forkserver child. Windows keeps passing ``Connection`` objects, whose handles
+    multiprocessing duplicates (``DupHandle``); the child accepts either.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __repr__(self) -> str:
+        return f"FdRef({self.fd})"
+
+    def __reduce__(self) -> Any:
+        from multiprocessing import reduction
+
+        return (_rebuild_fd, (reduction.DupFd(self.fd),))
+
+
+def _rebuild_fd(dup: Any) -> FdRef:
+    return FdRef(dup.detach())
+
+
+def _send_bytes(conn: Any, data: bytes) -> None:
+    """``conn.send_bytes(data)``, for a Connection or an FdRef (same framing on the wire)."""
+    if not isinstance(conn, FdRef):
+        conn.send_bytes(data)
+        return
+    # The framing of multiprocessing.connection.Connection._send_bytes.
+    n = len(data)
+    if n > 0x7FFFFFFF:
+        header = (-1).to_bytes(4, "big", signed=True) + n.to_bytes(8, "big")
+    else:
+        header = n.to_bytes(4, "big", signed=True)
+    for part in (header + data,) if n <= 16384 else (header, data):
+        view = memoryview(part)
+        while view:
+            view = view[os.write(conn.fd, view):]
 
 
 def suppress_crash_reports() -> None:
@@ -201,7 +274,11 @@ def _watch_lifeline(conn: Any, quiet: bool = False) -> None:
         # The parent never writes: this returns only when its end closes, that is when the
         # parent process is gone. A blocking read is the point, hence no timeout.
         try:
-            conn.recv_bytes()
+            if isinstance(conn, FdRef):
+                while os.read(conn.fd, 1):
+                    pass
+            else:
+                conn.recv_bytes()
         except (EOFError, OSError):
             pass
         _end_with_parent()
@@ -215,6 +292,8 @@ def _watch_lifeline(conn: Any, quiet: bool = False) -> None:
 
 
 def _format_exception(exc: BaseException) -> str:
+    import traceback  # only on failure: it pulls in linecache and tokenize
+
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
@@ -345,7 +424,7 @@ def _send(conn: Any, result: dict[str, Any]) -> None:
         data, _ = _wire.dumps(
             {"v": RESULT_VERSION, "status": "raised", "exception": error, "traceback": message}
         )
-    conn.send_bytes(data)
+    _send_bytes(conn, data)
 
 
 # Python 3.9 has no threading.__excepthook__; this module loads with the plugin, before

@@ -794,9 +794,10 @@ def _scratch_dir() -> str:
 def end_session() -> None:
     """Stop the warm templates and remove the scratch directory (at session end)."""
     global _scratch
-    from .process import stop_templates
+    from .process import remove_idle_scratch, stop_templates
 
     stop_templates()
+    remove_idle_scratch()
     if _scratch is not None:
         shutil.rmtree(_scratch, ignore_errors=True)
         _scratch = None

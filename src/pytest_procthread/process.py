@@ -20,7 +20,7 @@ import weakref
 from typing import Any, Callable, Optional
 
 from . import _fdguard, _fork, _template, _wire
-from ._child import RESULT_VERSION, ChildSpec, child_main, prepare_parent_for_fork
+from ._child import RESULT_VERSION, ChildSpec, FdRef, child_main, prepare_parent_for_fork
 from .errors import NotPicklableError, ProcThreadError
 from .outcome import Outcome
 from .settings import Settings, resolve, validate_start_method, validate_timeout
@@ -55,6 +55,92 @@ def _read_text(path: str) -> str:
             return f.read().decode("utf-8", errors="backslashreplace")
     except OSError:
         return ""
+
+
+# Modules a forkserver server should import once, so that its children do not each import
+# them again: our child entry point, and ctypes (which the child uses to unbuffer C stdio).
+_FORKSERVER_PRELOAD = ("ctypes", "pytest_procthread._child")
+_forkserver_preload_checked = False
+
+
+def _preload_in_forkserver(ctx: Any) -> None:
+    """Add our child's modules to the forkserver preload list, if no server runs yet.
+
+    Uses the public ``set_forkserver_preload()``, which replaces the whole list; to keep
+    the modules someone else asked for (default ``["__main__"]``) the current list, and
+    whether a server already runs, can only be read from multiprocessing's private
+    ``forkserver._forkserver`` state. That read is guarded: if the private names ever
+    change, nothing is altered, and children import the modules themselves as before.
+    Once a server runs its preloads are fixed, so a running server is left alone too.
+    """
+    global _forkserver_preload_checked
+    if _forkserver_preload_checked:
+        return
+    _forkserver_preload_checked = True
+    try:
+        from multiprocessing import forkserver
+
+        server = getattr(forkserver, "_forkserver", None)
+        modules = getattr(server, "_preload_modules", None)
+        if (
+            not isinstance(modules, list)
+            or not hasattr(server, "_forkserver_pid")
+            or getattr(server, "_forkserver_pid", None) is not None
+        ):
+            return
+        missing = [name for name in _FORKSERVER_PRELOAD if name not in modules]
+        if missing:
+            ctx.set_forkserver_preload([*modules, *missing])
+    except Exception:
+        pass
+
+
+# One scratch directory per process for the children's output files (each child's files are
+# deleted as soon as its outcome is built): making and removing a directory per runner, that
+# is per test, costs a noticeable part of a fork. Made on first use; removed at interpreter
+# exit, and at the end of a pytest session when no runner is open (remove_idle_scratch).
+_scratch_lock = threading.Lock()
+_scratch_dir: Optional[str] = None
+_scratch_pid = 0  # the process that made it: a forked child must not remove it
+_scratch_users = 0  # open runners that hold it
+
+
+def _acquire_scratch() -> str:
+    global _scratch_dir, _scratch_pid, _scratch_users
+    with _scratch_lock:
+        pid = os.getpid()
+        if _scratch_dir is None or _scratch_pid != pid or not os.path.isdir(_scratch_dir):
+            if _scratch_pid != pid:
+                _scratch_users = 0
+            _scratch_dir = tempfile.mkdtemp(prefix="procthread-")
+            if _scratch_pid != pid:
+                atexit.register(_remove_scratch_at_exit)
+            _scratch_pid = pid
+        _scratch_users += 1
+        return _scratch_dir
+
+
+def _release_scratch() -> None:
+    global _scratch_users
+    with _scratch_lock:
+        if _scratch_pid == os.getpid() and _scratch_users > 0:
+            _scratch_users -= 1
+
+
+def remove_idle_scratch() -> None:
+    """Remove the shared scratch directory now if no open runner uses it."""
+    global _scratch_dir
+    with _scratch_lock:
+        if _scratch_dir is not None and _scratch_pid == os.getpid() and _scratch_users == 0:
+            shutil.rmtree(_scratch_dir, ignore_errors=True)
+            _scratch_dir = None
+
+
+def _remove_scratch_at_exit() -> None:
+    global _scratch_dir
+    if _scratch_dir is not None and _scratch_pid == os.getpid():
+        shutil.rmtree(_scratch_dir, ignore_errors=True)
+        _scratch_dir = None
 
 
 class ProcessHandle:
@@ -276,7 +362,7 @@ class ProcessRunner:
         if _parent is None:
             self._handles: list[ProcessHandle] = []
             self._tmpdir: Optional[str] = scratch_dir
-            self._own_tmpdir = scratch_dir is None
+            self._holds_scratch = False  # uses (and counts in) the shared scratch directory
             self._closed = False
 
     @property
@@ -312,7 +398,8 @@ class ProcessRunner:
     def _scratch(self) -> str:
         root = self._root
         if root._tmpdir is None:
-            root._tmpdir = tempfile.mkdtemp(prefix="procthread-")
+            root._tmpdir = _acquire_scratch()
+            root._holds_scratch = True
         return root._tmpdir
 
     def start(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ProcessHandle:
@@ -335,6 +422,8 @@ class ProcessRunner:
         else:
             payload, externals = _wire.dump_call(fn, args, kwargs, method)
         ctx: Any = multiprocessing.get_context(method)
+        if method == "forkserver":
+            _preload_in_forkserver(ctx)
         scratch = self._scratch()
         out_fd, stdout_path = tempfile.mkstemp(prefix="out-", dir=scratch)
         err_fd, stderr_path = tempfile.mkstemp(prefix="err-", dir=scratch)
@@ -350,8 +439,15 @@ class ProcessRunner:
         lifeline_r, lifeline_w = ctx.Pipe(duplex=False)
         _fdguard.keep_in_parent(lifeline_w.fileno())
         lean = self._warm and method == "fork" and _fork.available()
+        # The child's ends go as bare descriptors on POSIX (see FdRef), as Connections on
+        # Windows.
+        child_result: Any = result_w if sys.platform == "win32" else FdRef(result_w.fileno())
+        child_lifeline: Any = (
+            lifeline_r if sys.platform == "win32" else FdRef(lifeline_r.fileno())
+        )
         spec = ChildSpec(
-            name=name, start_method=method, result_conn=result_w, lifeline_conn=lifeline_r,
+            name=name, start_method=method, result_conn=child_result,
+            lifeline_conn=child_lifeline,
             stdout_path=stdout_path, stderr_path=stderr_path, timeout=self.timeout,
             direct_call=direct_call, payload=payload, externals=externals,
             quiet_lifeline=self._warm,
@@ -436,8 +532,9 @@ class ProcessRunner:
                 else:
                     handle.join(timeout=STOP_GRACE)
         root._handles.clear()
-        if root._tmpdir is not None and root._own_tmpdir:
-            shutil.rmtree(root._tmpdir, ignore_errors=True)
+        if root._holds_scratch:
+            root._holds_scratch = False
+            _release_scratch()
         root._tmpdir = None
 
 
