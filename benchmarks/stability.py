@@ -41,6 +41,8 @@ def tally(report: Path) -> tuple[collections.Counter[str], list[str]]:
     for claim in data["claims"]:
         for result in claim["results"]:
             counts[result["verdict"]] += 1
+            if result["verdict"] == "inconclusive":
+                counts[f"inconclusive:{claim['id']}"] += 1
             if not result["as_expected"]:
                 unexpected.append(f"{claim['id']} [{result['variant']}]: {result['verdict']} "
                                   f"(expected {result['expected']}) {result['figure'][:120]}")

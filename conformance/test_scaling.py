@@ -23,7 +23,7 @@ WAIT = 30.0  # bound of every wait in this module, in seconds
 MAX_WORKERS = 4
 UNIT_SECONDS = 0.010  # one unit of work, calibrated on this interpreter
 CONTROL_SPEEDUP = 1.3  # what N processes must clearly beat for the cores to count as free
-PAIRS = 10  # at least: the 95% interval then leaves out the most extreme pair on each side
+PAIRS = 16  # at least: the 95% interval then leaves out the three most extreme pairs each side
 BLOCK = bytes(range(256)) * 4096  # 1 MiB to hash; sha256 releases the GIL on large data
 
 
@@ -163,7 +163,7 @@ def _scaling(
         result = claim.compare(
             serial, parallel,
             a_label=f"{n} units in 1 thread", b_label=f"1 unit in each of {n} threads",
-            budget=0.6, min_pairs=PAIRS, decide=False,
+            budget=1.0, min_pairs=PAIRS, decide=False,
         )
     finally:
         for pool in (threads, processes):

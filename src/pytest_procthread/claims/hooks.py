@@ -15,7 +15,9 @@ import pytest
 
 from ..report import build_report, render_table, write_report
 from ..runtime import runtime_facts
+from ..settings import resolve
 from .expectations import Expectation, load_expectations
+from .machine import machine_share, remove_lock_files
 from .manifest import Claim, load_claims
 from .verdicts import RECORD_KEY, ClaimCheck
 
@@ -95,7 +97,12 @@ def claim(request: pytest.FixtureRequest) -> Iterator[ClaimCheck]:
         pack.claims[cid], _variant(request.node), facts, pack.expectations,
         lambda record: request.node.user_properties.append((RECORD_KEY, record)),
     )
-    yield check
+    measured = pack.claims[cid].kind == "measured"
+    with machine_share(request.config, exclusive=measured,
+                       timeout=resolve(request.config).timeout) as had_machine:
+        if not had_machine:
+            check.note(machine="ran without the machine to itself (lock not had in time)")
+        yield check
 
 
 @pytest.hookimpl(wrapper=True)
@@ -215,6 +222,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
+    remove_lock_files(config)
     pack = config.stash.get(_PACK, None)
     path = config.getoption("procthread_report", None)
     if pack is None or not path or hasattr(config, "workerinput"):
