@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import queue
 import socket
-import sys
 import threading
 import time
 from multiprocessing import shared_memory
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import pytest
+
+from _pinning import _affinity, _pin
 
 if TYPE_CHECKING:  # children started by spawn import this module: keep it light
     from pytest_procthread.claims.verdicts import ClaimCheck
@@ -200,29 +201,6 @@ def _median_handover(sibling_thread: ThreadRunner, obj: Any, times: int = 5) -> 
 
 
 # -- speed: small messages and large payloads ------------------------------------------------
-def _affinity() -> Optional[set[int]]:
-    """The CPUs the calling thread may run on, where the OS lets a thread choose (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    if hasattr(os, "sched_getaffinity"):
-        return set(os.sched_getaffinity(0))
-    import psutil
-
-    return set(psutil.Process(threading.get_native_id()).cpu_affinity())  # PyPy
-
-
-def _pin(cpus: Optional[set[int]]) -> None:
-    """Keep the calling thread (not its whole process) on ``cpus``; None leaves it free."""
-    if cpus is None:
-        return
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)  # 0: the calling thread, on Linux
-    else:
-        import psutil
-
-        psutil.Process(threading.get_native_id()).cpu_affinity(sorted(cpus))
-
-
 def _echo_pipe(end: PipeEnd, cpus: Optional[set[int]]) -> int:
     """In the child: send back every message until an empty one."""
     _pin(cpus)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import statistics
-import sys
 import threading
 import time
 from typing import Optional
 
-import psutil
 import pytest
 
+from _pinning import _affinity, _pin
 from pytest_procthread.claims import stats
 from pytest_procthread.claims.verdicts import ClaimCheck
 from pytest_procthread.process import ProcessRunner
@@ -25,25 +24,6 @@ STOP = b"\0"  # ends an echo loop: a forked child holds copies of our ends, so n
 
 
 # -- pinning: both ends of a ping-pong on one CPU --------------------------------------------
-def _affinity() -> Optional[set[int]]:
-    """The CPUs the calling thread may run on, where the OS lets a thread choose (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    if hasattr(os, "sched_getaffinity"):
-        return set(os.sched_getaffinity(0))
-    return set(psutil.Process(threading.get_native_id()).cpu_affinity())  # PyPy
-
-
-def _pin(cpus: Optional[set[int]]) -> None:
-    """Keep the calling thread (not its whole process) on ``cpus``; None leaves it free."""
-    if cpus is None:
-        return
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)  # 0: the calling thread, on Linux
-    else:
-        psutil.Process(threading.get_native_id()).cpu_affinity(sorted(cpus))
-
-
 @pytest.mark.claim("process-creation-costs-more")
 def test_creating_a_process_costs_more_than_a_thread(
     procs: ProcessRunner, sibling_thread: ThreadRunner, claim: ClaimCheck
