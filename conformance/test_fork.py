@@ -42,15 +42,20 @@ def _thread_census() -> dict[str, Any]:
     """In the child: the threads Python knows of, and the threads the OS counts."""
     import psutil
 
+    from pytest_procthread.process import helper_threads_here
+
     names = [t.name for t in threading.enumerate()]
     os_threads = psutil.Process().num_threads()
+    helpers = helper_threads_here()
     return {
         "python_threads": names,
         "active_count": threading.active_count(),
         "os_threads": os_threads,
-        # Every Python thread but the main one was started here, after the fork (the
-        # plugin's lifeline watcher among them); the rest of the OS threads came with it.
-        "os_threads_inherited": os_threads - (threading.active_count() - 1),
+        "plugin_helper_threads": helpers,
+        # Every Python thread but the main one was started here, after the fork, and so
+        # were the plugin's helper threads (its lifeline watcher, which threading does not
+        # list); the rest of the OS threads came with the fork.
+        "os_threads_inherited": os_threads - (threading.active_count() - 1) - helpers,
         "running_in": threading.current_thread().name,
     }
 
@@ -78,8 +83,9 @@ def test_fork_copies_only_the_calling_thread(
         census["os_threads_inherited"] == 1,
         f"the parent ran {parent_python_threads} Python threads ({parent_os_threads} OS "
         f"threads) at fork time; the child inherited {census['os_threads_inherited']} "
-        f"(threading.active_count() {census['active_count']} with the plugin's lifeline "
-        f"watcher, OS threads {census['os_threads']})",
+        f"(OS threads {census['os_threads']}, of which started in the child: "
+        f"{census['active_count'] - 1} Python threads and {census['plugin_helper_threads']} "
+        f"of the plugin's)",
         parent_os_threads=parent_os_threads, parent_python_threads=parent_python_threads,
         **census,
     )

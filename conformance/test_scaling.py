@@ -23,6 +23,7 @@ WAIT = 30.0  # bound of every wait in this module, in seconds
 MAX_WORKERS = 4
 UNIT_SECONDS = 0.010  # one unit of work, calibrated on this interpreter
 CONTROL_SPEEDUP = 1.3  # what N processes must clearly beat for the cores to count as free
+ATTEMPTS = 3  # samplings before a failed control makes the verdict inconclusive
 PAIRS = 16  # at least: the 95% interval then leaves out the three most extreme pairs each side
 BLOCK = bytes(range(256)) * 4096  # 1 MiB to hash; sha256 releases the GIL on large data
 
@@ -138,13 +139,11 @@ def _start_pool(start: Callable[..., Any], ctx: Any, n: int, *, processes: bool)
     return _Pool(conns, handles, lent)
 
 
-def _scaling(
-    kind: str, procs: ProcessRunner, sibling_thread: ThreadRunner, claim: ClaimCheck
-) -> None:
-    n = min(claim.facts["usable_cpus"], MAX_WORKERS)
-    if n < 2:
-        claim.unsupported(f"{n} usable CPU: nothing to spread work across")
-    reps = _calibrate(kind)
+def _measure(
+    kind: str, n: int, reps: int, procs: ProcessRunner, sibling_thread: ThreadRunner,
+    claim: ClaimCheck,
+) -> tuple[stats.Paired, stats.Paired]:
+    """One sampling: (threads, processes), each a paired sample of serial vs parallel."""
     process_serial: list[float] = []  # the control, sampled inside the same pairs
     process_parallel: list[float] = []
     threads = processes = None
@@ -174,23 +173,45 @@ def _scaling(
     process_serial, process_parallel = process_serial[-pairs:], process_parallel[-pairs:]
     control = stats.Paired(f"{n} units in 1 process", f"1 unit in each of {n} processes",
                            process_serial, process_parallel)
-    lo, hi = control.ci
+    return result, control
+
+
+def _scaling(
+    kind: str, procs: ProcessRunner, sibling_thread: ThreadRunner, claim: ClaimCheck
+) -> None:
+    n = min(claim.facts["usable_cpus"], MAX_WORKERS)
+    if n < 2:
+        claim.unsupported(f"{n} usable CPU: nothing to spread work across")
+    reps = _calibrate(kind)
+    failed_controls: list[dict[str, object]] = []
+    attempt = 0
+    while True:
+        attempt += 1
+        result, control = _measure(kind, n, reps, procs, sibling_thread, claim)
+        lo, hi = control.ci
+        control_figure = f"{n} processes: {control.ratio:.3g}x [95% CI {lo:.3g}-{hi:.3g}]"
+        if lo > CONTROL_SPEEDUP or attempt == ATTEMPTS:
+            break
+        # A busy moment (another program, the hypervisor) fails the control; sample again
+        # rather than give up at once. The threads' figure of a failed sampling is never used.
+        failed_controls.append({"control_samples": control.as_dict(), "figure": control_figure})
     threshold = 1 + claim.claim.margin
     evidence = {
-        "workers": n, "work": kind, "reps_per_unit": reps,
+        "workers": n, "work": kind, "reps_per_unit": reps, "attempts": attempt,
         "samples": result.as_dict(), "control_samples": control.as_dict(),
-        "gil_enabled": claim.facts["gil_enabled"],
+        "failed_controls": failed_controls, "gil_enabled": claim.facts["gil_enabled"],
     }
     threads_figure = f"{n} threads: {result.figure('s')}"
-    control_figure = f"{n} processes: {control.ratio:.3g}x [95% CI {lo:.3g}-{hi:.3g}]"
     if lo <= CONTROL_SPEEDUP:
         claim.inconclusive(
-            f"the control failed: {control_figure}, not clearly above {CONTROL_SPEEDUP:g}x, "
-            f"so the cores were not free; {threads_figure}",
+            f"the control failed {attempt} times: {control_figure}, not clearly above "
+            f"{CONTROL_SPEEDUP:g}x, so the cores were not free; {threads_figure}",
             **evidence,
         )
     verdict = stats.decide_ratio(result, "greater", threshold)
     figure = f"{threads_figure}; claim needs a/b > {threshold:g}; control, {control_figure}"
+    if attempt > 1:
+        figure += f" (sampled {attempt} times: the control failed before)"
     if verdict is None:
         claim.inconclusive(figure, **evidence)
     claim.decide(verdict == "holds", figure, **evidence)

@@ -357,6 +357,28 @@ def test_closed_runner_refuses_to_start() -> None:
 # -- start methods
 
 
+def what_multiprocessing_shows_the_child():
+    parent = multiprocessing.parent_process()
+    return {
+        "parent_pid": parent.pid if parent is not None else None,
+        "current_pid": multiprocessing.current_process().pid,
+        "stdin": sys.stdin.read() if sys.stdin is not None else None,
+        "gc_enabled": __import__("gc").isenabled(),
+    }
+
+
+def test_multiprocessing_state_in_the_child_is_a_childs(runner: ProcessRunner) -> None:
+    """What code in the child reads from multiprocessing is what a multiprocessing child
+    would read, whichever way the child was started (fork starts it without
+    multiprocessing)."""
+    outcome = runner.run(what_multiprocessing_shows_the_child)
+    seen = outcome.unwrap()
+    assert seen["parent_pid"] == os.getpid()
+    assert seen["current_pid"] == outcome.pid
+    assert seen["stdin"] in ("", None)  # /dev/null, never the test's terminal
+    assert seen["gc_enabled"] is True
+
+
 def test_start_method_reaches_the_child(runner: ProcessRunner, method: str) -> None:
     assert runner.start_method == method
     assert runner.context.get_start_method() == method

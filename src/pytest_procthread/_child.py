@@ -9,6 +9,7 @@ from __future__ import annotations
 import faulthandler
 import io
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -29,11 +30,11 @@ class ChildSpec:
 
     _FIELDS = (
         "name", "start_method", "result_conn", "lifeline_conn", "stdout_path", "stderr_path",
-        "timeout", "direct_call", "payload", "externals", "quiet_lifeline",
+        "timeout", "direct_call", "payload", "externals", "quiet_lifeline", "capture_fds",
     )
     __slots__ = (
-        "direct_call", "externals", "lifeline_conn", "name", "payload", "quiet_lifeline",
-        "result_conn", "start_method", "stderr_path", "stdout_path", "timeout",
+        "capture_fds", "direct_call", "externals", "lifeline_conn", "name", "payload",
+        "quiet_lifeline", "result_conn", "start_method", "stderr_path", "stdout_path", "timeout",
     )
 
     def __init__(
@@ -53,6 +54,9 @@ class ChildSpec:
         # a test body in the child sees the threads it would see without isolation; it also
         # starts without waiting for the new thread to run.
         quiet_lifeline: bool = False,
+        # Under fork, where the output files are memory files: the child's inherited copies
+        # of them, to dup2() onto fd 1 and 2 instead of opening the paths.
+        capture_fds: Optional[tuple[int, int]] = None,
     ) -> None:
         self.name = name
         self.start_method = start_method
@@ -65,6 +69,7 @@ class ChildSpec:
         self.payload = payload
         self.externals: list[Any] = [] if externals is None else externals
         self.quiet_lifeline = quiet_lifeline
+        self.capture_fds = capture_fds
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
@@ -144,21 +149,54 @@ def suppress_crash_reports() -> None:
             pass
 
 
-def _redirect_output(stdout_path: str, stderr_path: str) -> None:
+def _text_streams() -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
+    """New unbuffered text streams on fd 1 and fd 2."""
+    return tuple(  # type: ignore[return-value]
+        io.TextIOWrapper(
+            io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+            write_through=True,
+        )
+        for fd in (1, 2)
+    )
+
+
+_SPARE_STREAMS: Optional[tuple[int, tuple[io.TextIOWrapper, io.TextIOWrapper]]] = None
+
+
+def _spare_streams() -> Optional[tuple[io.TextIOWrapper, io.TextIOWrapper]]:
+    """A forked child's ``sys.stdout`` and ``sys.stderr``, made by the parent.
+
+    Made once per parent process and never used there: each forked child gets its own
+    copy with the rest of the memory, and building them in the child costs it a copy of
+    every memory page that building touches.
+    """
+    global _SPARE_STREAMS
+    pid = os.getpid()
+    if _SPARE_STREAMS is None or _SPARE_STREAMS[0] != pid:
+        try:
+            _SPARE_STREAMS = (pid, _text_streams())
+        except (OSError, ValueError):  # fd 1 or 2 closed here: the child makes its own
+            return None
+    return _SPARE_STREAMS[1]
+
+
+def _redirect_output(
+    stdout_path: str, stderr_path: str, inherited: Optional[tuple[int, int]] = None,
+    streams: Optional[tuple[io.TextIOWrapper, io.TextIOWrapper]] = None,
+) -> None:
     # fd-level, so C-level writes and crash reports land in the files as well.
-    for target_fd, path in ((1, stdout_path), (2, stderr_path)):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
-        os.dup2(fd, target_fd)
-        os.close(fd)
+    if inherited is not None:
+        for target_fd, fd in zip((1, 2), inherited):
+            if fd != target_fd:
+                os.dup2(fd, target_fd)
+                os.close(fd)
+    else:
+        for target_fd, path in ((1, stdout_path), (2, stderr_path)):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
+            os.dup2(fd, target_fd)
+            os.close(fd)
     # Unbuffered text streams: nothing printed is lost if the child crashes right after.
-    sys.stdout = io.TextIOWrapper(
-        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
-        write_through=True,
-    )
-    sys.stderr = io.TextIOWrapper(
-        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
-        write_through=True,
-    )
+    sys.stdout, sys.stderr = streams if streams is not None else _text_streams()
     _unbuffer_c_stdio()
 
 
@@ -220,6 +258,7 @@ def prepare_parent_for_fork() -> None:
     3 ms, more than the fork itself; done here once, every fork child inherits it.
     """
     _c_stdio()
+    _spare_streams()
     try:
         import resource  # noqa: F401  (suppress_crash_reports imports it in the child)
     except ImportError:
@@ -269,6 +308,15 @@ def _end_with_parent() -> None:
     os._exit(LIFELINE_EXIT_CODE)
 
 
+_quiet_watchers = 0  # lifeline watchers started here as bare OS threads
+
+
+def helper_threads_here() -> int:
+    """OS threads that pytest-procthread itself runs in this process and that ``threading``
+    does not list: an isolated child's lifeline watcher (0 outside isolated children)."""
+    return _quiet_watchers if _current_spec is not None else 0
+
+
 def _watch_lifeline(conn: Any, quiet: bool = False) -> None:
     def watch() -> None:
         # The parent never writes: this returns only when its end closes, that is when the
@@ -283,10 +331,12 @@ def _watch_lifeline(conn: Any, quiet: bool = False) -> None:
             pass
         _end_with_parent()
 
+    global _quiet_watchers
     if quiet:
         import _thread
 
         _thread.start_new_thread(watch, ())
+        _quiet_watchers += 1
     else:
         threading.Thread(target=watch, name="procthread-lifeline", daemon=True).start()
 
@@ -405,7 +455,14 @@ def _picklable_exception(exc: BaseException) -> BaseException:
     return stand_in
 
 
+# Values that plain pickle sends faithfully everywhere, without a look at each object.
+_PLAIN_VALUES = (type(None), bool, int, float, str, bytes)
+
+
 def _send(conn: Any, result: dict[str, Any]) -> None:
+    if type(result.get("value")) in _PLAIN_VALUES and "exception" not in result:
+        _send_bytes(conn, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
+        return
     try:
         data, externals = _wire.dumps(result)
         if externals:
@@ -447,7 +504,10 @@ def child_main(spec: ChildSpec) -> None:
     global _current_spec
     _current_spec = spec
     _restore_default_hooks()
-    _redirect_output(spec.stdout_path, spec.stderr_path)
+    _redirect_output(
+        spec.stdout_path, spec.stderr_path, spec.capture_fds,
+        _SPARE_STREAMS[1] if spec.direct_call is not None and _SPARE_STREAMS else None,
+    )
     _install_crash_handlers(spec.timeout)
     _watch_lifeline(spec.lifeline_conn, spec.quiet_lifeline)
 

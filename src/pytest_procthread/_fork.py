@@ -15,6 +15,7 @@ a ``multiprocessing.Process``: ``pid``, ``sentinel``, ``is_alive()``, ``join()``
 
 from __future__ import annotations
 
+import gc
 import multiprocessing.connection
 import os
 import select
@@ -28,23 +29,61 @@ def available() -> bool:
     return hasattr(os, "fork") and hasattr(os, "waitstatus_to_exitcode")
 
 
-class ForkedChild:
-    """``target(*args)`` in a child made by :func:`os.fork`."""
+def _pidfd_works() -> bool:
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:  # the kernel may be older than the Python build (pidfd_open: Linux 5.3)
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
 
-    def __init__(self, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        sentinel_r, sentinel_w = os.pipe()  # EOF for the parent once the child has ended
+
+_PIDFD = _pidfd_works()
+
+
+class ForkedChild:
+    """``target(*args)`` in a child made by :func:`os.fork`.
+
+    With ``identity`` (see :class:`MpIdentity`), code in the child sees what it would see
+    in a child of ``multiprocessing``: ``current_process()``, ``parent_process()``, the
+    start method, stdin on /dev/null, its non-daemon threads joined at the end. The
+    parent's side is lighter than multiprocessing's: no bookkeeping of the child in
+    multiprocessing's lists, and on Linux a pidfd instead of a sentinel pipe.
+    """
+
+    def __init__(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...],
+        identity: Optional[MpIdentity] = None,
+    ) -> None:
+        for stream in (sys.stdout, sys.stderr):  # or the child would print it once more
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        use_pidfd = _PIDFD
+        if not use_pidfd:
+            sentinel_r, sentinel_w = os.pipe()  # EOF for the parent once the child has ended
         pid = os.fork()
         if pid == 0:  # the child
             code = 1
             try:
-                os.close(sentinel_r)
-                code = _run(target, args)
+                if not use_pidfd:
+                    os.close(sentinel_r)
+                code = _run(target, args, identity)
             finally:
                 os._exit(code)
-        os.close(sentinel_w)
         self.pid = pid
-        self.sentinel: Optional[int] = sentinel_r
         self.exitcode: Optional[int] = None
+        if use_pidfd:
+            # Readable once the child has exited and can be reaped: one wake-up, no race
+            # between the end of a pipe and the exit status.
+            self.sentinel: Optional[int] = os.pidfd_open(pid)
+        else:
+            os.close(sentinel_w)
+            self.sentinel = sentinel_r
 
     def _reap(self, block: bool) -> None:
         if self.exitcode is not None:
@@ -64,6 +103,8 @@ class ForkedChild:
     def join(self, timeout: Optional[float] = None) -> None:
         """Wait up to ``timeout`` seconds for the child to end and reap it."""
         if self.exitcode is not None or self.sentinel is None:
+            return
+        if not self.is_alive():  # usually called once the sentinel has fired: done already
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         if not multiprocessing.connection.wait([self.sentinel], timeout):
@@ -102,15 +143,82 @@ class ForkedChild:
             self.sentinel = None
 
 
-def _run(target: Callable[..., Any], args: tuple[Any, ...]) -> int:
-    """In the child: what multiprocessing's bootstrap does that code here may rely on."""
-    # multiprocessing's own (private) state, reset as its bootstrap resets it.
-    from multiprocessing import process, util
+class MpIdentity:
+    """What multiprocessing's fork bootstrap would set up in the child, built in the
+    parent before the fork.
 
-    mp_process: Any = process
+    In a forked child the first write to each memory page copies it, at several
+    microseconds a page in a VM: building these objects there, as multiprocessing's own
+    bootstrap does, costs a noticeable part of the whole child. Built here, the child
+    only installs them.
+    """
+
+    __slots__ = ("counter", "parent", "process", "stdin")
+
+    def __init__(self, name: str, parent_sentinel: Optional[int]) -> None:
+        import itertools
+        from multiprocessing import get_context, process
+
+        mp_process: Any = process
+        self.process = get_context("fork").Process(name=name)
+        self.parent = mp_process._ParentProcess(
+            mp_process.current_process().name, os.getpid(), parent_sentinel
+        )
+        self.counter = itertools.count(1)
+        try:  # the child's sys.stdin, on fd 0, which the child points at /dev/null
+            self.stdin: Any = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+        except (OSError, ValueError):
+            self.stdin = None
+
+    def install(self) -> None:
+        """In the child: what ``BaseProcess._bootstrap`` does before it runs the target."""
+        import threading
+        from multiprocessing import context, process
+
+        mp_process: Any = process
+        mp_context: Any = context
+        mp_context._force_start_method("fork")
+        mp_process._process_counter = self.counter
+        mp_process._children = set()
+        mp_process._current_process = self.process
+        mp_process._parent_process = self.parent
+        # stdin reads /dev/null, as under multiprocessing (a test must not wait on a tty)
+        if self.stdin is None:
+            from multiprocessing import util
+
+            util._close_stdin()  # type: ignore[attr-defined]
+        else:
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            if devnull != 0:
+                os.dup2(devnull, 0)
+                os.close(devnull)
+            sys.stdin = self.stdin
+        main: Any = threading.main_thread()
+        if hasattr(main, "_set_native_id"):
+            main._set_native_id()
+
+
+def _run(
+    target: Callable[..., Any], args: tuple[Any, ...], identity: Optional[MpIdentity] = None
+) -> int:
+    """In the child: the part of multiprocessing's bootstrap that code here may rely on."""
+    # multiprocessing's own (private) state, reset as its bootstrap resets it.
+    from multiprocessing import process as mp_process_module
+    from multiprocessing import util
+
+    mp_process: Any = mp_process_module
     mp_util: Any = util
+    # The cyclic collector walks every object it tracks, writing to each: in a forked
+    # child that copies every page those objects sit on. Objects from before the fork
+    # belong to the parent's state; the child's own garbage is still collected.
+    freeze = getattr(gc, "freeze", None)
+    if freeze is not None:
+        freeze()
     try:
-        mp_process._children = set()  # the parent's children are not this child's
+        if identity is not None:
+            identity.install()
+        else:
+            mp_process._children = set()  # the parent's children are not this child's
         mp_util._finalizer_registry.clear()
         mp_util._run_after_forkers()  # queues, locks and managers made before the fork
     except Exception:
@@ -133,6 +241,13 @@ def _run(target: Callable[..., Any], args: tuple[Any, ...]) -> int:
             mp_util._exit_function()  # stops the children the target started, as mp does
         except BaseException:
             pass
+        if identity is not None:
+            try:  # waits for the target's non-daemon threads, as multiprocessing does
+                import threading
+
+                threading._shutdown()  # type: ignore[attr-defined]
+            except BaseException:
+                pass
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -579,10 +579,19 @@ def _pickle_pieces(
 
 
 class _LiveOutput:
-    """With ``-s``: copies what the child writes to the terminal while it runs."""
+    """With ``-s``: copies what the child writes to the terminal while it runs.
+
+    The output files are opened once, at the start: a capture's path is only valid until
+    the handle is released (see ``_capture``), and the last copy may run after that.
+    """
 
     def __init__(self, paths: tuple[str, str]) -> None:
-        self._paths = paths
+        self._files: list[Any] = []
+        for path in paths:
+            try:
+                self._files.append(open(path, "rb"))  # noqa: SIM115  (closed in stop())
+            except OSError:
+                self._files.append(None)
         self._offsets = [0, 0]
         self.written = [0, 0]  # characters written from each stream
         self._decoders = [
@@ -600,15 +609,16 @@ class _LiveOutput:
             self.pump()
 
     def pump(self) -> None:
-        for index, (path, stream) in enumerate(zip(self._paths, (sys.stdout, sys.stderr))):
+        for index, (f, stream) in enumerate(zip(self._files, (sys.stdout, sys.stderr))):
+            if f is None:
+                continue
             try:
-                with open(path, "rb") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    if size < self._offsets[index]:  # capsys.readouterr() took it
-                        self._offsets[index] = self.written[index] = 0
-                    f.seek(self._offsets[index])
-                    data = f.read()
-            except OSError:
+                size = os.fstat(f.fileno()).st_size
+                if size < self._offsets[index]:  # capsys.readouterr() took it
+                    self._offsets[index] = self.written[index] = 0
+                f.seek(self._offsets[index])
+                data = f.read()
+            except (OSError, ValueError):
                 continue
             if data:
                 self._offsets[index] += len(data)
@@ -621,6 +631,9 @@ class _LiveOutput:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5.0)
+        for f in self._files:
+            if f is not None:
+                f.close()
 
 
 def _relay_output(outcome: Outcome, live: Optional[_LiveOutput]) -> None:

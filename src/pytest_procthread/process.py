@@ -8,9 +8,11 @@ large return value never blocks either.
 from __future__ import annotations
 
 import atexit
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import select
 import shutil
 import sys
 import tempfile
@@ -20,7 +22,15 @@ import weakref
 from typing import Any, Callable, Optional
 
 from . import _fdguard, _fork, _template, _wire
-from ._child import RESULT_VERSION, ChildSpec, FdRef, child_main, prepare_parent_for_fork
+from ._capture import Capture, new_capture, new_memory_file, read_message
+from ._child import (  # noqa: F401  (helper_threads_here: public, for code in children)
+    RESULT_VERSION,
+    ChildSpec,
+    FdRef,
+    child_main,
+    helper_threads_here,
+    prepare_parent_for_fork,
+)
 from .errors import NotPicklableError, ProcThreadError
 from .outcome import Outcome
 from .settings import Settings, resolve, validate_start_method, validate_timeout
@@ -30,6 +40,23 @@ STOP_GRACE = 2.0
 _counter = iter(range(1, sys.maxsize))
 _live_handles: weakref.WeakSet[ProcessHandle] = weakref.WeakSet()
 _atexit_registered = False
+
+
+def _wait(waitables: list[Any], timeout: float) -> list[Any]:
+    """``multiprocessing.connection.wait``, with one poll() call where there is poll():
+    the test process waits on every child, and less work there is less time to the
+    child's first step (right after a fork the child often waits for this CPU)."""
+    if not hasattr(select, "poll"):
+        return list(multiprocessing.connection.wait(waitables, timeout))
+    poller = select.poll()
+    by_fd = {}
+    for waitable in waitables:
+        fd = waitable if isinstance(waitable, int) else waitable.fileno()
+        by_fd[fd] = waitable
+        poller.register(fd, select.POLLIN)
+    # poll() takes milliseconds; round up, so that a wait never ends before its time.
+    events = poller.poll(max(0, math.ceil(timeout * 1000)))
+    return [by_fd[fd] for fd, _ in events]
 
 
 def _stop_leftovers_at_exit() -> None:
@@ -47,14 +74,6 @@ def _register_atexit() -> None:
     if not _atexit_registered:
         atexit.register(_stop_leftovers_at_exit)
         _atexit_registered = True
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", errors="backslashreplace")
-    except OSError:
-        return ""
 
 
 # Modules a forkserver server should import once, so that its children do not each import
@@ -151,20 +170,23 @@ class ProcessHandle:
         process: Any,
         result_conn: Any,
         lifeline_conn: Any,
-        stdout_path: str,
-        stderr_path: str,
+        captures: tuple[Capture, Capture],
         settings: Settings,
         name: str,
+        result_file: Optional[int] = None,
     ) -> None:
         self._process = process
         self._result_conn = result_conn
+        # Or the result comes in a memory file, read once the child has ended (_capture).
+        self._result_file = result_file
         self._lifeline_conn = lifeline_conn
-        self._stdout_path = stdout_path
-        self._stderr_path = stderr_path
+        self._captures = captures
+        self._stdout_path = captures[0].path
+        self._stderr_path = captures[1].path
         self.settings = settings
         self.name = name
         self.start_method = settings.start_method
-        self.pid: int = process.pid
+        self.pid: int = process.pid if process is not None else 0
         self._started = time.monotonic()
         self._result: Optional[bytes] = None
         self._outcome: Optional[Outcome] = None
@@ -223,6 +245,12 @@ class ProcessHandle:
         self._drain(time.monotonic() + seconds)
         return not self._process.is_alive()
 
+    def _attach(self, process: Any) -> None:
+        """The child, for a handle made before it was started."""
+        self._process = process
+        self.pid = process.pid
+        self._started = time.monotonic()
+
     def _drain(self, deadline: float) -> None:
         """Read the result as it comes and wait for the child to end, until ``deadline``."""
         sentinel = self._process.sentinel
@@ -231,7 +259,7 @@ class ProcessHandle:
             waitables: list[Any] = [sentinel]
             if self._result_conn is not None:
                 waitables.append(self._result_conn)
-            ready = multiprocessing.connection.wait(waitables, max(0.0, remaining))
+            ready = _wait(waitables, max(0.0, remaining))
             if self._result_conn is not None and self._result_conn in ready:
                 self._receive_result()
             if sentinel in ready:
@@ -253,14 +281,12 @@ class ProcessHandle:
         self._result_conn = None
 
     def _note_in_stderr(self, text: str) -> None:
-        try:
-            with open(self._stderr_path, "a", encoding="utf-8") as f:
-                f.write(text)
-        except OSError:
-            pass
+        self._captures[1].append(text)
 
     def _build_outcome(self, timed_out: bool, timeout: float) -> Outcome:
         exitcode = self._process.exitcode
+        if self._result_file is not None:
+            self._result = read_message(self._result_file)
         fields: dict[str, Any] = {}
         if self._result is not None:
             try:
@@ -297,8 +323,8 @@ class ProcessHandle:
             crashed=crashed,
             timed_out=timed_out,
             killed=self._killed,
-            stdout=_read_text(self._stdout_path),
-            stderr=_read_text(self._stderr_path),
+            stdout=self._captures[0].read_text(),
+            stderr=self._captures[1].read_text(),
             duration=time.monotonic() - self._started,
             pid=self.pid,
             start_method=self.start_method,
@@ -310,15 +336,15 @@ class ProcessHandle:
         if self._result_conn is not None:
             self._result_conn.close()
             self._result_conn = None
+        if self._result_file is not None:
+            os.close(self._result_file)
+            self._result_file = None
         if self._lifeline_conn is not None:
             _fdguard.release(self._lifeline_conn.fileno())
             self._lifeline_conn.close()
             self._lifeline_conn = None
-        for path in (self._stdout_path, self._stderr_path):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        for capture in self._captures:
+            capture.discard()
         try:
             self._process.close()
         except (ValueError, AttributeError):
@@ -413,6 +439,8 @@ class ProcessRunner:
             )
         method = self.start_method
         name = f"{getattr(fn, '__qualname__', type(fn).__name__)}#{next(_counter)}"
+        if method == "fork" and _fork.available():
+            return self._start_forked(fn, args, kwargs, name)
         direct_call: Optional[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = None
         payload: bytes = b""
         externals: list[Any] = []
@@ -424,21 +452,18 @@ class ProcessRunner:
         ctx: Any = multiprocessing.get_context(method)
         if method == "forkserver":
             _preload_in_forkserver(ctx)
-        scratch = self._scratch()
-        out_fd, stdout_path = tempfile.mkstemp(prefix="out-", dir=scratch)
-        err_fd, stderr_path = tempfile.mkstemp(prefix="err-", dir=scratch)
-        os.close(out_fd)
-        os.close(err_fd)
+        captures = (new_capture("out", self._scratch), new_capture("err", self._scratch))
+        stdout_path, stderr_path = captures[0].path, captures[1].path
         result_r, result_w = ctx.Pipe(duplex=False)
         if self._warm and method != "fork" and not externals:
             handle = self._start_from_template(
-                fn, name, payload, result_r, result_w, stdout_path, stderr_path
+                fn, name, payload, result_r, result_w, captures
             )
             if handle is not None:
                 return handle
         lifeline_r, lifeline_w = ctx.Pipe(duplex=False)
         _fdguard.keep_in_parent(lifeline_w.fileno())
-        lean = self._warm and method == "fork" and _fork.available()
+        lean = method == "fork" and _fork.available()
         # The child's ends go as bare descriptors on POSIX (see FdRef), as Connections on
         # Windows.
         child_result: Any = result_w if sys.platform == "win32" else FdRef(result_w.fileno())
@@ -450,12 +475,17 @@ class ProcessRunner:
             lifeline_conn=child_lifeline,
             stdout_path=stdout_path, stderr_path=stderr_path, timeout=self.timeout,
             direct_call=direct_call, payload=payload, externals=externals,
-            quiet_lifeline=self._warm,
+            quiet_lifeline=True,
         )
         process: Any = None
         try:
-            if lean:  # see _fork: a direct fork, without multiprocessing's bookkeeping
+            if lean and self._warm:  # see _fork: a direct fork, without multiprocessing
                 process = _fork.ForkedChild(child_main, (spec,))
+            elif lean:  # the same, with multiprocessing's bootstrap in the child
+                process = _fork.ForkedChild(
+                    child_main, (spec,),
+                    _fork.MpIdentity(f"procthread:{name}", child_lifeline.fd),
+                )
             else:
                 process = ctx.Process(target=child_main, args=(spec,), name=f"procthread:{name}")
                 process.start()
@@ -463,8 +493,8 @@ class ProcessRunner:
             _fdguard.release(lifeline_w.fileno())
             for conn in (result_r, lifeline_w):
                 conn.close()
-            for path in (stdout_path, stderr_path):
-                os.unlink(path)
+            for capture in captures:
+                capture.discard()
             if isinstance(exc, (TypeError, RuntimeError, AttributeError)) or "pickl" in str(exc):
                 raise NotPicklableError(
                     f"cannot send the call's multiprocessing objects to a child started with "
@@ -481,7 +511,7 @@ class ProcessRunner:
             if handed_over is not None:
                 handed_over()
         handle = ProcessHandle(
-            process, result_r, lifeline_w, stdout_path, stderr_path,
+            process, result_r, lifeline_w, captures,
             Settings(method, self.timeout), name,
         )
         self._root._handles.append(handle)
@@ -489,16 +519,78 @@ class ProcessRunner:
         _register_atexit()
         return handle
 
+    def _start_forked(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str
+    ) -> ProcessHandle:
+        """fork on POSIX: a direct fork (see ``_fork``).
+
+        Where there are memory files (Linux), the child inherits its output files and its
+        result file, and the test process reads them once the child has ended: it wakes up
+        once per child, not once for the result and once more for the end. Everything is
+        made before the fork: right after it, the child often waits for this process to
+        block, and every page this process writes meanwhile is copied.
+        """
+        prepare_parent_for_fork()
+        captures = (new_capture("out", self._scratch), new_capture("err", self._scratch))
+        result_file = new_memory_file("result")
+        result_r = result_w = None
+        if result_file is None:
+            result_r, result_w = multiprocessing.connection.Pipe(duplex=False)
+            child_result = FdRef(result_w.fileno())
+        else:
+            child_result = FdRef(result_file)
+        lifeline_r, lifeline_w = multiprocessing.connection.Pipe(duplex=False)
+        _fdguard.keep_in_parent(lifeline_w.fileno())
+        capture_fds = (captures[0].fd, captures[1].fd)
+        spec = ChildSpec(
+            name=name, start_method="fork",
+            result_conn=child_result,
+            lifeline_conn=FdRef(lifeline_r.fileno()),
+            stdout_path=captures[0].path, stderr_path=captures[1].path, timeout=self.timeout,
+            direct_call=(fn, args, kwargs), quiet_lifeline=True,
+            capture_fds=None if None in capture_fds else capture_fds,  # type: ignore[arg-type]
+        )
+        # Under --isolated (warm) the child is a test body, not a multiprocessing child.
+        identity = (
+            None if self._warm else _fork.MpIdentity(f"procthread:{name}", lifeline_r.fileno())
+        )
+        handle = ProcessHandle(
+            None, result_r, lifeline_w, captures, Settings("fork", self.timeout), name,
+            result_file=result_file,
+        )
+        handed_over = [
+            getattr(obj, "_handed_over", None) for obj in (*args, *kwargs.values())
+        ]
+        self._root._handles.append(handle)
+        _live_handles.add(handle)
+        _register_atexit()
+        try:
+            handle._attach(_fork.ForkedChild(child_main, (spec,), identity))
+        except BaseException:
+            self._root._handles.remove(handle)
+            _live_handles.discard(handle)
+            handle._release()
+            raise
+        finally:
+            if result_w is not None:
+                result_w.close()
+            lifeline_r.close()
+        for done in handed_over:
+            if done is not None:
+                done()
+        return handle
+
     def _start_from_template(
         self, fn: Callable[..., Any], name: str, payload: bytes, result_r: Any, result_w: Any,
-        stdout_path: str, stderr_path: str,
+        captures: tuple[Capture, Capture],
     ) -> Optional[ProcessHandle]:
         """Under spawn and forkserver with ``warm=True``: fork the child from the warm
         template of the start method (see ``_template``); None to start it cold."""
         warmup = getattr(fn, "procthread_warmup", None) or {}
         job = {
             "name": name, "start_method": self.start_method, "payload": payload,
-            "stdout_path": stdout_path, "stderr_path": stderr_path, "timeout": self.timeout,
+            "stdout_path": captures[0].path, "stderr_path": captures[1].path,
+            "timeout": self.timeout,
             "cwd": os.getcwd(), "environ": dict(os.environ), "sys_path": list(sys.path),
             "preload": list(warmup.get("preload", ())), "rewrite": warmup.get("rewrite", {}),
         }
@@ -507,7 +599,7 @@ class ProcessRunner:
             return None
         result_w.close()
         handle = ProcessHandle(
-            child, result_r, None, stdout_path, stderr_path,
+            child, result_r, None, captures,
             Settings(self.start_method, self.timeout), name,
         )
         self._root._handles.append(handle)
