@@ -29,16 +29,6 @@ PICKLING = ["forkserver", "spawn"]  # the start methods that pickle the call
 WAIT = 30.0
 
 
-@pytest.fixture(params=METHODS)
-def method(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def runner(isolated_process: ProcessRunner, method: str) -> ProcessRunner:
-    return isolated_process.options(start_method=method, timeout=WAIT)
-
-
 def direct_children() -> set[int]:
     """Our own children, minus multiprocessing's long-lived helpers."""
     found = set()

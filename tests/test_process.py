@@ -27,16 +27,6 @@ WAIT = 30.0  # the bound of every wait; a passing run takes a small fraction of 
 BIG = 100 * 1024 * 1024
 
 
-@pytest.fixture(params=METHODS)
-def method(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def runner(isolated_process: ProcessRunner, method: str) -> ProcessRunner:
-    return isolated_process.options(start_method=method, timeout=WAIT)
-
-
 # -- targets (module level, so that spawn and forkserver children import them by name)
 
 

@@ -29,16 +29,6 @@ METHODS = ["fork", "forkserver", "spawn"]
 WAIT = 30.0
 
 
-@pytest.fixture(params=METHODS)
-def method(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def runner(isolated_process: ProcessRunner, method: str) -> ProcessRunner:
-    return isolated_process.options(start_method=method, timeout=WAIT)
-
-
 def assert_all_gone(procs: list[psutil.Process], timeout: float) -> None:
     running = still_running(procs, timeout)
     assert not running, f"still running: {running}"
