@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
-from . import _wire
+from . import _warden, _wire
 
 RESULT_VERSION = 1
 LIFELINE_EXIT_CODE = 70  # EX_SOFTWARE: our own "parent is gone" exit
@@ -31,10 +31,12 @@ class ChildSpec:
     _FIELDS = (
         "name", "start_method", "result_conn", "lifeline_conn", "stdout_path", "stderr_path",
         "timeout", "direct_call", "payload", "externals", "quiet_lifeline", "capture_fds",
+        "warden",
     )
     __slots__ = (
         "capture_fds", "direct_call", "externals", "lifeline_conn", "name", "payload",
         "quiet_lifeline", "result_conn", "start_method", "stderr_path", "stdout_path", "timeout",
+        "warden",
     )
 
     def __init__(
@@ -57,6 +59,9 @@ class ChildSpec:
         # Under fork, where the output files are memory files: the child's inherited copies
         # of them, to dup2() onto fd 1 and 2 instead of opening the paths.
         capture_fds: Optional[tuple[int, int]] = None,
+        # Under fork on Linux: the parent's warden pipe and the parent's pid (see _warden);
+        # the child enlists there instead of starting a lifeline watcher.
+        warden: Optional[tuple[int, int]] = None,
     ) -> None:
         self.name = name
         self.start_method = start_method
@@ -70,6 +75,7 @@ class ChildSpec:
         self.externals: list[Any] = [] if externals is None else externals
         self.quiet_lifeline = quiet_lifeline
         self.capture_fds = capture_fds
+        self.warden = warden
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
@@ -313,7 +319,8 @@ _quiet_watchers = 0  # lifeline watchers started here as bare OS threads
 
 def helper_threads_here() -> int:
     """OS threads that pytest-procthread itself runs in this process and that ``threading``
-    does not list: an isolated child's lifeline watcher (0 outside isolated children)."""
+    does not list: an isolated child's lifeline watcher. 0 outside isolated children, and
+    in fork children on Linux, which the warden watches instead (see ``_warden``)."""
     return _quiet_watchers if _current_spec is not None else 0
 
 
@@ -455,6 +462,9 @@ def _picklable_exception(exc: BaseException) -> BaseException:
     return stand_in
 
 
+_RETURNED_NONE = pickle.dumps(
+    {"v": RESULT_VERSION, "status": "returned", "value": None}, pickle.HIGHEST_PROTOCOL
+)
 # Values that plain pickle sends faithfully everywhere, without a look at each object.
 _PLAIN_VALUES = (type(None), bool, int, float, str, bytes)
 
@@ -509,7 +519,11 @@ def child_main(spec: ChildSpec) -> None:
         _SPARE_STREAMS[1] if spec.direct_call is not None and _SPARE_STREAMS else None,
     )
     _install_crash_handlers(spec.timeout)
-    _watch_lifeline(spec.lifeline_conn, spec.quiet_lifeline)
+    if spec.warden is not None and _warden.enlist(spec.warden[0]):
+        if os.getppid() != spec.warden[1]:  # gone before the warden could know of this child
+            _end_with_parent()
+    else:
+        _watch_lifeline(spec.lifeline_conn, spec.quiet_lifeline)
 
     try:
         if spec.direct_call is not None:
@@ -545,7 +559,10 @@ def child_main(spec: ChildSpec) -> None:
         if isinstance(code, int):
             raise SystemExit(code) from None
         raise SystemExit(1) from None
-    _send(spec.result_conn, {"v": RESULT_VERSION, "status": "returned", "value": value})
+    if value is None:  # most targets: a message made once, at import
+        _send_bytes(spec.result_conn, _RETURNED_NONE)
+    else:
+        _send(spec.result_conn, {"v": RESULT_VERSION, "status": "returned", "value": value})
     _flush()
 
 

@@ -24,7 +24,8 @@ class Snapshot:
 
 
 def _multiprocessing_helpers() -> tuple[set[int], set[int]]:
-    """Pids and descriptors of multiprocessing's own long-lived helpers."""
+    """Pids and descriptors of multiprocessing's own long-lived helpers (and of this
+    library's warden, see ``_warden``)."""
     pids: set[int] = set()
     fds: set[int] = set()
     try:
@@ -53,6 +54,9 @@ def _multiprocessing_helpers() -> tuple[set[int], set[int]]:
                 fds.add(arena.fd)
     except ImportError:
         pass
+    from . import _warden
+
+    fds |= _warden.own_fds()  # this library's warden, kept for the life of the process
     return pids, fds
 
 

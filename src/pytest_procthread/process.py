@@ -21,7 +21,7 @@ import time
 import weakref
 from typing import Any, Callable, Optional
 
-from . import _fdguard, _fork, _template, _wire
+from . import _fdguard, _fork, _template, _warden, _wire
 from ._capture import Capture, new_capture, new_memory_file, read_message
 from ._child import (  # noqa: F401  (helper_threads_here: public, for code in children)
     RESULT_VERSION,
@@ -539,20 +539,27 @@ class ProcessRunner:
             child_result = FdRef(result_w.fileno())
         else:
             child_result = FdRef(result_file)
-        lifeline_r, lifeline_w = multiprocessing.connection.Pipe(duplex=False)
-        _fdguard.keep_in_parent(lifeline_w.fileno())
+        warden = _warden.pipe_for_child()
+        # The lifeline pipe: for the child to watch, where there is no warden; and as the
+        # sentinel of multiprocessing.parent_process() in a child that is not a test body.
+        lifeline_r = lifeline_w = None
+        if warden is None or not self._warm:
+            lifeline_r, lifeline_w = multiprocessing.connection.Pipe(duplex=False)
+            _fdguard.keep_in_parent(lifeline_w.fileno())
         capture_fds = (captures[0].fd, captures[1].fd)
         spec = ChildSpec(
             name=name, start_method="fork",
             result_conn=child_result,
-            lifeline_conn=FdRef(lifeline_r.fileno()),
+            lifeline_conn=None if lifeline_r is None else FdRef(lifeline_r.fileno()),
             stdout_path=captures[0].path, stderr_path=captures[1].path, timeout=self.timeout,
             direct_call=(fn, args, kwargs), quiet_lifeline=True,
             capture_fds=None if None in capture_fds else capture_fds,  # type: ignore[arg-type]
+            warden=None if warden is None else (warden, os.getpid()),
         )
         # Under --isolated (warm) the child is a test body, not a multiprocessing child.
         identity = (
-            None if self._warm else _fork.MpIdentity(f"procthread:{name}", lifeline_r.fileno())
+            None if self._warm or lifeline_r is None
+            else _fork.MpIdentity(f"procthread:{name}", lifeline_r.fileno())
         )
         handle = ProcessHandle(
             None, result_r, lifeline_w, captures, Settings("fork", self.timeout), name,
@@ -574,7 +581,8 @@ class ProcessRunner:
         finally:
             if result_w is not None:
                 result_w.close()
-            lifeline_r.close()
+            if lifeline_r is not None:
+                lifeline_r.close()
         for done in handed_over:
             if done is not None:
                 done()
