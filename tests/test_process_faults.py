@@ -110,8 +110,22 @@ def test_fatal_error(runner: ProcessRunner) -> None:
     assert "procthread-test: deliberate fatal error" in outcome.stderr
 
 
-def test_core_dumps_are_off_in_the_child(runner: ProcessRunner) -> None:
-    assert runner.run(core_limit).value == (0, 0)
+@pytest.mark.parametrize("parent_soft", ["as is", "raised"])
+def test_core_dumps_are_off_in_the_child(runner: ProcessRunner, parent_soft: str) -> None:
+    """The child's soft core limit is 0; the test process keeps its own (under fork it
+    is lowered for the moment of the fork only, see _fork)."""
+    before = resource.getrlimit(resource.RLIMIT_CORE)
+    if parent_soft == "raised":
+        if before[1] == 0:
+            pytest.skip("the hard core limit is 0 here: the soft one cannot be raised")
+        resource.setrlimit(resource.RLIMIT_CORE, (before[1], before[1]))
+    try:
+        mine = resource.getrlimit(resource.RLIMIT_CORE)
+        soft, _hard = runner.run(core_limit).unwrap()
+        assert soft == 0
+        assert resource.getrlimit(resource.RLIMIT_CORE) == mine
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, before)
 
 
 # -- timeouts and kill
