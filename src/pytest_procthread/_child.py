@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
-from . import _fork, _warden, _wire
+from . import _wire
 
 RESULT_VERSION = 1
 LIFELINE_EXIT_CODE = 70  # EX_SOFTWARE: our own "parent is gone" exit
@@ -280,6 +280,12 @@ def current_output_paths() -> Optional[tuple[str, str]]:
     return None if spec is None else (spec.stdout_path, spec.stderr_path)
 
 
+def _enlist(pipe: int) -> bool:
+    from . import _warden  # only fork children have a warden; the parent imported it
+
+    return _warden.enlist(pipe)
+
+
 def _install_crash_handlers(timeout: float, cores_off: bool = False) -> None:
     # fd 2 is the child's captured stderr by now; a number, not sys.stderr, spares the
     # Python calls on the stream (half the cost in a fork child), and a dump still lands
@@ -522,8 +528,13 @@ def child_main(spec: ChildSpec) -> None:
         spec.stdout_path, spec.stderr_path, spec.capture_fds,
         _SPARE_STREAMS[1] if spec.direct_call is not None and _SPARE_STREAMS else None,
     )
-    _install_crash_handlers(spec.timeout, _fork.started_without_cores)
-    if spec.warden is not None and _warden.enlist(spec.warden[0]):
+    cores_off = False
+    if spec.start_method == "fork":  # imported by the parent already; a fresh child spares it
+        from . import _fork
+
+        cores_off = _fork.started_without_cores
+    _install_crash_handlers(spec.timeout, cores_off)
+    if spec.warden is not None and _enlist(spec.warden[0]):
         if os.getppid() != spec.warden[1]:  # gone before the warden could know of this child
             _end_with_parent()
     else:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import select
-import subprocess
 import sys
 from typing import Optional
 
@@ -185,6 +184,8 @@ def _supported() -> bool:
 
 
 def _start() -> Optional[_Warden]:
+    import subprocess  # here: a fresh child imports this module, and never starts a warden
+
     read_end, write_end = os.pipe()
     try:
         stage = subprocess.Popen(
