@@ -205,6 +205,13 @@ def test_warning_relayed():
 
 
 @pytest.mark.isolated
+def test_warns_and_records_then_crashes(record_property):
+    warnings.warn("warned before the crash", UserWarning)
+    record_property("before_crash", "7")
+    faults.segfault()
+
+
+@pytest.mark.isolated
 def test_record_property(record_property):
     record_property("from_child", "42")
 
@@ -395,6 +402,11 @@ def test_isolated_behaviours(pytester: pytest.Pytester, events_env: None, method
     assert r["test_warning_relayed"]["outcome"] == "passed"
     assert "UserWarning: warned in the child" in out
     assert r["test_record_property"]["properties"] == {"from_child": "42"}
+    # What the child recorded before it crashed reaches the report all the same.
+    crashed = r["test_warns_and_records_then_crashes"]
+    assert crashed["outcome"] == "failure" and "killed by SIGSEGV" in crashed["message"]
+    assert crashed["properties"]["before_crash"] == "7"
+    assert "UserWarning: warned before the crash" in out
     capsys = r["test_capsys_in_child"]
     assert "show the output" in capsys["message"]
     assert "left for the report" in capsys["out"] and "read by the test" not in capsys["out"]
@@ -425,10 +437,10 @@ def test_isolated_behaviours(pytester: pytest.Pytester, events_env: None, method
     assert r["test_marker_start_method_spawn"]["outcome"] == "passed"
     assert r["TestInAClass.test_method"]["outcome"] == "passed"
     assert r["test_parametrized[1]"]["outcome"] == r["test_parametrized[2]"]["outcome"] == "passed"
-    assert len(r) == 28
+    assert len(r) == 29
     fork = method == "fork"
-    result.assert_outcomes(passed=13 + 2 * fork, failed=11 - 2 * fork, skipped=2, xfailed=2,
-                           warnings=2)
+    result.assert_outcomes(passed=13 + 2 * fork, failed=12 - 2 * fork, skipped=2, xfailed=2,
+                           warnings=3)
 
 
 COLD = ("test_body_runs_in_a_child or test_segfault or test_hang "

@@ -154,9 +154,12 @@ class RecordedCalls:
     def __init__(self, fixture: str) -> None:
         self.fixture = fixture
         self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.sink: Optional[Sidecar] = None  # in the child: where each call is written
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append((args, kwargs))
+        if self.sink is not None:
+            self.sink.put("call", (self.fixture, args, kwargs))
 
     def __repr__(self) -> str:
         return f"<{self.fixture} of an isolated test: {len(self.calls)} calls recorded>"
@@ -419,13 +422,19 @@ class IsolatedBody:
     def __call__(self, externals: Optional[list[Any]] = None) -> Optional[str]:
         __tracebackhide__ = True
         call = self.call
-        sidecar: dict[str, Any] = {"warnings": [], "calls": [], "comparison": None}
+        sidecar = Sidecar(call.sidecar_path)
         try:
-            with warnings.catch_warnings(record=True) as log:
+            with warnings.catch_warnings():
                 if call.warning_filters is not None:
                     warnings.filters[:] = _load_filters(call.warning_filters)  # type: ignore[index]
+                warnings.showwarning = sidecar.showwarning
+                # Importing the test module again may warn: pytest showed those already.
+                sidecar.live = False
                 fn, kwargs = self._rebuild(list(externals or []))
-                del log[:]  # importing the test module again may warn; pytest showed those
+                sidecar.live = True
+                for value in kwargs.values():
+                    if isinstance(value, RecordedCalls):
+                        value.sink = sidecar
                 try:
                     if call.threads:
                         from .parallel import fan_out
@@ -434,21 +443,17 @@ class IsolatedBody:
                     else:
                         result = fn(**kwargs)
                 except BaseException as exc:
-                    sidecar["comparison"] = _portable(_comparison_for(exc))
+                    comparison = _comparison_for(exc)
+                    if comparison is not None:
+                        sidecar.put("comparison", comparison)
                     raise
-                finally:
-                    sidecar["warnings"] = [_portable_warning(w) for w in log]
-                    sidecar["calls"] = [
-                        (v.fixture, _portable(v.calls)) for v in kwargs.values()
-                        if isinstance(v, RecordedCalls) and v.calls
-                    ]
             if result is None:
                 return None
             if hasattr(result, "close") and inspect.iscoroutine(result):
                 result.close()
             return repr(type(result))
         finally:
-            _write_sidecar(call.sidecar_path, sidecar)
+            sidecar.close()
 
     def _rebuild(self, externals: list[Any]) -> tuple[Callable[..., Any], dict[str, Any]]:
         call = self.call
@@ -496,37 +501,68 @@ def _load_filters(blobs: list[bytes]) -> list[Any]:
     return filters
 
 
-def _portable(obj: Any) -> Any:
-    """``obj`` if plain pickle can send it back, else None."""
-    try:
-        pickle.dumps(obj)
-    except Exception:
-        return None
-    return obj
+class Sidecar:
+    """The child's side file: each warning, each recorded call (``record_property`` and
+    its kind) and a failed comparison, written as it happens, so that a crash later in the
+    test loses none of them. Nothing to tell: no file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.live = True
+        self._fd: Optional[int] = None
+
+    def put(self, kind: str, payload: Any) -> None:
+        try:
+            data = pickle.dumps((kind, payload))
+        except Exception:
+            return  # plain pickle cannot send it back; the test process gets the rest
+        frame = memoryview(len(data).to_bytes(4, "big") + data)
+        try:
+            if self._fd is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
+                self._fd = os.open(self.path, flags, 0o600)
+            while frame:
+                frame = frame[os.write(self._fd, frame):]
+        except OSError:
+            pass
+
+    def showwarning(
+        self, message: Any, category: Any, filename: str, lineno: int,
+        file: Any = None, line: Optional[str] = None,
+    ) -> None:
+        if not self.live:
+            return
+        try:
+            pickle.loads(pickle.dumps((message, category)))
+        except Exception:
+            message, category = f"{category.__name__}: {message}", UserWarning
+        self.put("warning", (message, category, str(filename), int(lineno or 0)))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
-def _portable_warning(w: warnings.WarningMessage) -> tuple[Any, Any, str, int]:
-    message: Any = w.message
-    category: Any = w.category
+def read_sidecar(path: str) -> list[tuple[str, Any]]:
+    """The records of a side file, in order; a record cut short by a crash ends the list."""
     try:
-        pickle.loads(pickle.dumps((message, category)))
-    except Exception:
-        message, category = f"{category.__name__}: {message}", UserWarning
-    return message, category, str(w.filename), int(w.lineno or 0)
-
-
-def _write_sidecar(path: str, sidecar: dict[str, Any]) -> None:
-    if not any(sidecar.values()):
-        return  # nothing to tell: the test process finds no file
-    try:
-        data = pickle.dumps(sidecar)
-    except Exception:
-        data = pickle.dumps({"warnings": [], "calls": [], "comparison": None})
-    try:
-        with open(path, "wb") as f:
-            f.write(data)
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError:
-        pass
+        return []
+    records = []
+    pos = 0
+    while pos + 4 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        pos += 4
+        if pos + size > len(data):
+            break
+        with contextlib.suppress(Exception):
+            records.append(pickle.loads(data[pos:pos + size]))
+        pos += size
+    return records
 
 
 # -- the test process's side ------------------------------------------------------------------
@@ -648,20 +684,22 @@ def _relay_output(outcome: Outcome, live: Optional[_LiveOutput]) -> None:
 
 
 def _replay_sidecar(item: pytest.Item, path: str) -> Any:
-    try:
-        with open(path, "rb") as f:
-            sidecar = pickle.loads(f.read())
-    except Exception:
-        return None
-    for fixture, calls in sidecar.get("calls", ()):
-        record = item.funcargs.get(fixture) if hasattr(item, "funcargs") else None
-        if callable(record) and calls:
-            for args, kwargs in calls:
+    """Make in the test process what the child recorded: the calls on the real fixtures,
+    the warnings (for pytest's summary); return the failed comparison, if any."""
+    comparison = None
+    funcargs = getattr(item, "funcargs", {})
+    for kind, payload in read_sidecar(path):
+        if kind == "call":
+            fixture, args, kwargs = payload
+            record = funcargs.get(fixture)
+            if callable(record):
                 record(*args, **kwargs)
-    for message, category, filename, lineno in sidecar.get("warnings", ()):
-        with contextlib.suppress(Exception):
-            warnings.warn_explicit(message, category, filename, lineno)
-    return sidecar.get("comparison")
+        elif kind == "warning":
+            with contextlib.suppress(Exception):
+                warnings.warn_explicit(*payload)
+        elif kind == "comparison":
+            comparison = payload
+    return comparison
 
 
 _STACK_STARTS = re.compile(
