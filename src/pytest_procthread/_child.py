@@ -472,7 +472,7 @@ def _picklable_exception(exc: BaseException) -> BaseException:
     return stand_in
 
 
-_RETURNED_NONE = pickle.dumps(
+RETURNED_NONE = pickle.dumps(
     {"v": RESULT_VERSION, "status": "returned", "value": None}, pickle.HIGHEST_PROTOCOL
 )
 # Values that plain pickle sends faithfully everywhere, without a look at each object.
@@ -575,7 +575,7 @@ def child_main(spec: ChildSpec) -> None:
             raise SystemExit(code) from None
         raise SystemExit(1) from None
     if value is None:  # most targets: a message made once, at import
-        _send_bytes(spec.result_conn, _RETURNED_NONE)
+        _send_bytes(spec.result_conn, RETURNED_NONE)
     else:
         _send(spec.result_conn, {"v": RESULT_VERSION, "status": "returned", "value": value})
     _flush()

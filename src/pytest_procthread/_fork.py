@@ -179,32 +179,61 @@ def _cores_off() -> Optional[tuple[int, int]]:
     return limit
 
 
-class MpIdentity:
-    """What multiprocessing's fork bootstrap would set up in the child, built in the
-    parent before the fork.
+class _SpareParts:
+    """The objects a child's multiprocessing identity is made of, made once per parent
+    process and never used there: each forked child gets its own copy with the rest of the
+    memory. Made anew for every child they cost the parent ~60 written pages a child (a
+    Process, its config, a text stream on stdin), each a page fault right after a fork."""
 
-    In a forked child the first write to each memory page copies it, at several
-    microseconds a page in a VM: building these objects there, as multiprocessing's own
-    bootstrap does, costs a noticeable part of the whole child. Built here, the child
-    only installs them.
-    """
+    __slots__ = ("counter", "parent", "pid", "process", "stdin")
 
-    __slots__ = ("counter", "parent", "process", "stdin")
-
-    def __init__(self, name: str, parent_sentinel: Optional[int]) -> None:
+    def __init__(self) -> None:
         import itertools
         from multiprocessing import get_context, process
 
         mp_process: Any = process
-        self.process = get_context("fork").Process(name=name)
-        self.parent = mp_process._ParentProcess(
-            mp_process.current_process().name, os.getpid(), parent_sentinel
-        )
+        self.pid = os.getpid()
+        self.process: Any = get_context("fork").Process(name="procthread")
+        self.parent = mp_process._ParentProcess(mp_process.current_process().name, self.pid, None)
         self.counter = itertools.count(1)
         try:  # the child's sys.stdin, on fd 0, which the child points at /dev/null
             self.stdin: Any = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
         except (OSError, ValueError):
             self.stdin = None
+
+
+_spares: Optional[_SpareParts] = None
+
+
+def _spare_parts() -> _SpareParts:
+    global _spares
+    if _spares is None or _spares.pid != os.getpid():
+        _spares = _SpareParts()
+    return _spares
+
+
+class MpIdentity:
+    """What multiprocessing's fork bootstrap would set up in the child, prepared in the
+    parent before the fork.
+
+    In a forked child the first write to each memory page copies it, at several
+    microseconds a page in a VM: building these objects there, as multiprocessing's own
+    bootstrap does, costs a noticeable part of the whole child. Their parts are made once
+    in the parent (see :class:`_SpareParts`); the child only names them and installs them.
+    """
+
+    __slots__ = ("name", "number", "parent_sentinel", "spares")
+
+    def __init__(self, name: str, parent_sentinel: Optional[int]) -> None:
+        from multiprocessing import process
+
+        mp_process: Any = process
+        self.spares = _spare_parts()
+        self.name = name
+        self.parent_sentinel = parent_sentinel
+        # The number multiprocessing would give this child (its _identity), from the
+        # same counter.
+        self.number: int = next(mp_process._process_counter)
 
     def install(self) -> None:
         """In the child: what ``BaseProcess._bootstrap`` does before it runs the target."""
@@ -213,13 +242,22 @@ class MpIdentity:
 
         mp_process: Any = process
         mp_context: Any = context
+        spares = self.spares
+        parent_process: Any = mp_process._current_process
+        child = spares.process
+        child._name = self.name
+        child._identity = (*parent_process._identity, self.number)
+        child._config = parent_process._config  # the child's own copy already
+        parent = spares.parent
+        parent._name = parent_process.name
+        parent._sentinel = self.parent_sentinel
         mp_context._force_start_method("fork")
-        mp_process._process_counter = self.counter
+        mp_process._process_counter = spares.counter
         mp_process._children = set()
-        mp_process._current_process = self.process
-        mp_process._parent_process = self.parent
+        mp_process._current_process = child
+        mp_process._parent_process = parent
         # stdin reads /dev/null, as under multiprocessing (a test must not wait on a tty)
-        if self.stdin is None:
+        if spares.stdin is None:
             from multiprocessing import util
 
             util._close_stdin()  # type: ignore[attr-defined]
@@ -228,7 +266,7 @@ class MpIdentity:
             if devnull != 0:
                 os.dup2(devnull, 0)
                 os.close(devnull)
-            sys.stdin = self.stdin
+            sys.stdin = spares.stdin
         main: Any = threading.main_thread()
         if hasattr(main, "_set_native_id"):
             main._set_native_id()

@@ -12,6 +12,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import select
 import shutil
 import sys
@@ -25,6 +26,7 @@ from . import _fdguard, _fork, _template, _warden, _wire
 from ._capture import Capture, new_capture, new_memory_file, read_message
 from ._child import (  # noqa: F401  (helper_threads_here: public, for code in children)
     RESULT_VERSION,
+    RETURNED_NONE,
     ChildSpec,
     FdRef,
     child_main,
@@ -288,9 +290,13 @@ class ProcessHandle:
         if self._result_file is not None:
             self._result = read_message(self._result_file)
         fields: dict[str, Any] = {}
-        if self._result is not None:
+        if self._result == RETURNED_NONE:  # most targets; no unpickler needed
+            fields.update(returned=True, value=None)
+        elif self._result is not None:
             try:
-                result = _wire.loads(self._result, [])
+                # A result never holds multiprocessing objects (the child refuses them),
+                # so plain pickle reads it: no unpickler object of our own to build.
+                result = pickle.loads(self._result)
                 if result.get("v") != RESULT_VERSION:
                     raise ProcThreadError(f"result format {result.get('v')!r}")
             except (Exception, SystemExit) as exc:
@@ -463,7 +469,6 @@ class ProcessRunner:
                 return handle
         lifeline_r, lifeline_w = ctx.Pipe(duplex=False)
         _fdguard.keep_in_parent(lifeline_w.fileno())
-        lean = method == "fork" and _fork.available()
         # The child's ends go as bare descriptors on POSIX (see FdRef), as Connections on
         # Windows.
         child_result: Any = result_w if sys.platform == "win32" else FdRef(result_w.fileno())
@@ -479,16 +484,8 @@ class ProcessRunner:
         )
         process: Any = None
         try:
-            if lean and self._warm:  # see _fork: a direct fork, without multiprocessing
-                process = _fork.ForkedChild(child_main, (spec,))
-            elif lean:  # the same, with multiprocessing's bootstrap in the child
-                process = _fork.ForkedChild(
-                    child_main, (spec,),
-                    _fork.MpIdentity(f"procthread:{name}", child_lifeline.fd),
-                )
-            else:
-                process = ctx.Process(target=child_main, args=(spec,), name=f"procthread:{name}")
-                process.start()
+            process = ctx.Process(target=child_main, args=(spec,), name=f"procthread:{name}")
+            process.start()
         except Exception as exc:
             _fdguard.release(lifeline_w.fileno())
             for conn in (result_r, lifeline_w):

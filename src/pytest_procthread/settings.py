@@ -60,11 +60,27 @@ def validate_start_method(value: Any, where: str) -> str:
     return method
 
 
-def _first(*pairs: tuple[Any, str]) -> Optional[tuple[Any, str]]:
-    for value, where in pairs:
-        if value is not None and value != "":
-            return value, where
-    return None
+_NO_VALUE = (None, "")
+
+
+def _source(
+    given: Any, where_call: str, marker_kwargs: Any, key: str, config: Any, option: str,
+    ini: str,
+) -> tuple[Any, str]:
+    """The first of call, marker, command line, ini that sets ``key``, and where it came
+    from ("" for the marker); ``(None, "")`` when none does.
+
+    Runs for every child and every test, so only the sources up to the first one set are
+    read (a fork child's parent pays for every memory page it touches)."""
+    if given not in _NO_VALUE:
+        return given, where_call
+    value = marker_kwargs.get(key)
+    if value not in _NO_VALUE or config is None:
+        return value, ""
+    value = config.getoption(option, None)
+    if value not in _NO_VALUE:
+        return value, f"option --{option.replace('_', '-')}"
+    return config.getini(ini), f"ini key {ini}"
 
 
 def resolve(
@@ -76,31 +92,26 @@ def resolve(
     where_call: str = "the call",
 ) -> Settings:
     """Resolve both settings. ``config`` is pytest's Config or None (library use)."""
-    marker_kwargs = dict(getattr(marker, "kwargs", {}) or {})
-    marker_where = f"marker @pytest.mark.{getattr(marker, 'name', '?')}"
-    cli_method = cli_timeout = ini_method = ini_timeout = None
-    if config is not None:
-        cli_method = config.getoption("procthread_start_method", None)
-        cli_timeout = config.getoption("procthread_timeout", None)
-        ini_method = config.getini(START_METHOD_INI) or None
-        ini_timeout = config.getini(TIMEOUT_INI) or None
+    marker_kwargs = getattr(marker, "kwargs", None) or {}
+    method, method_where = _source(
+        start_method, where_call, marker_kwargs, "start_method", config,
+        "procthread_start_method", START_METHOD_INI,
+    )
+    seconds, timeout_where = _source(
+        timeout, where_call, marker_kwargs, "timeout", config, "procthread_timeout",
+        TIMEOUT_INI,
+    )
+    return Settings(
+        start_method=(
+            runtime_facts().default_start_method if method in _NO_VALUE
+            else validate_start_method(method, method_where or _marker_where(marker))
+        ),
+        timeout=(
+            DEFAULT_TIMEOUT if seconds in _NO_VALUE
+            else validate_timeout(seconds, timeout_where or _marker_where(marker))
+        ),
+    )
 
-    method_src = _first(
-        (start_method, where_call),
-        (marker_kwargs.get("start_method"), marker_where),
-        (cli_method, f"option {START_METHOD_OPTION}"),
-        (ini_method, f"ini key {START_METHOD_INI}"),
-    )
-    timeout_src = _first(
-        (timeout, where_call),
-        (marker_kwargs.get("timeout"), marker_where),
-        (cli_timeout, f"option {TIMEOUT_OPTION}"),
-        (ini_timeout, f"ini key {TIMEOUT_INI}"),
-    )
-    method = (
-        validate_start_method(*method_src)
-        if method_src
-        else runtime_facts().default_start_method
-    )
-    seconds = validate_timeout(*timeout_src) if timeout_src else DEFAULT_TIMEOUT
-    return Settings(start_method=method, timeout=seconds)
+
+def _marker_where(marker: Any) -> str:
+    return f"marker @pytest.mark.{getattr(marker, 'name', '?')}"
