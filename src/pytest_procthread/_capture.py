@@ -26,16 +26,18 @@ class Capture:
         self.path = path
         self.fd = fd  # the memory file held open by this process; None for a disk file
 
-    def read_text(self) -> str:
+    def read_bytes(self) -> bytes:
         try:
             if self.fd is not None:
-                data = _read_all(self.fd)
-            else:
-                with open(self.path, "rb") as f:
-                    data = f.read()
+                return _read_all(self.fd)
+            with open(self.path, "rb") as f:
+                return f.read()
         except OSError:
-            return ""
-        return data.decode("utf-8", errors="backslashreplace")
+            return b""
+
+    def read_text(self) -> str:
+        data = self.read_bytes()
+        return data.decode("utf-8", errors="backslashreplace") if data else ""
 
     def append(self, text: str) -> None:
         try:
@@ -58,6 +60,8 @@ class Capture:
 def _read_all(fd: int) -> bytes:
     # pread leaves the shared file offset alone: children may still be writing at it.
     size = os.fstat(fd).st_size
+    if not size:
+        return b""
     chunks = []
     offset = 0
     while offset < size:

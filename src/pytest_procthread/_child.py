@@ -280,10 +280,17 @@ def current_output_paths() -> Optional[tuple[str, str]]:
     return None if spec is None else (spec.stdout_path, spec.stderr_path)
 
 
-def _enlist(pipe: int) -> bool:
-    from . import _warden  # only fork children have a warden; the parent imported it
+def _parent_module(name: str) -> Any:
+    """A module of this package that the test process imported before it forked this
+    child: looked up, not imported (an import statement run in a fork child walks the
+    import system, and every page that walk writes to is copied). Kept out of this
+    module's imports because spawn and forkserver children, which never use them, would
+    import them too."""
+    return sys.modules[f"{__package__}.{name}"]
 
-    return _warden.enlist(pipe)
+
+def _enlist(pipe: int) -> bool:
+    return bool(_parent_module("_warden").enlist(pipe))  # only fork children have one
 
 
 def _install_crash_handlers(timeout: float, cores_off: bool = False) -> None:
@@ -528,11 +535,7 @@ def child_main(spec: ChildSpec) -> None:
         spec.stdout_path, spec.stderr_path, spec.capture_fds,
         _SPARE_STREAMS[1] if spec.direct_call is not None and _SPARE_STREAMS else None,
     )
-    cores_off = False
-    if spec.start_method == "fork":  # imported by the parent already; a fresh child spares it
-        from . import _fork
-
-        cores_off = _fork.started_without_cores
+    cores_off = spec.start_method == "fork" and _parent_module("_fork").started_without_cores
     _install_crash_handlers(spec.timeout, cores_off)
     if spec.warden is not None and _enlist(spec.warden[0]):
         if os.getppid() != spec.warden[1]:  # gone before the warden could know of this child

@@ -16,13 +16,26 @@ a ``multiprocessing.Process``: ``pid``, ``sentinel``, ``is_alive()``, ``join()``
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing.connection
 import os
 import select
 import sys
+import threading
 import time
 import traceback
+from multiprocessing import context as _mp_context_module
+from multiprocessing import get_context
+from multiprocessing import process as _mp_process_module
+from multiprocessing import util as _mp_util_module
 from typing import Any, Callable, Optional
+
+# multiprocessing's own (private) state, which a child made without it must reset. Imported
+# here, in the test process: an import statement run in the child walks the import system
+# and copies every memory page that walk writes to.
+mp_context: Any = _mp_context_module
+mp_process: Any = _mp_process_module
+mp_util: Any = _mp_util_module
 
 
 def available() -> bool:
@@ -188,10 +201,6 @@ class _SpareParts:
     __slots__ = ("counter", "parent", "pid", "process", "stdin")
 
     def __init__(self) -> None:
-        import itertools
-        from multiprocessing import get_context, process
-
-        mp_process: Any = process
         self.pid = os.getpid()
         self.process: Any = get_context("fork").Process(name="procthread")
         self.parent = mp_process._ParentProcess(mp_process.current_process().name, self.pid, None)
@@ -225,9 +234,6 @@ class MpIdentity:
     __slots__ = ("name", "number", "parent_sentinel", "spares")
 
     def __init__(self, name: str, parent_sentinel: Optional[int]) -> None:
-        from multiprocessing import process
-
-        mp_process: Any = process
         self.spares = _spare_parts()
         self.name = name
         self.parent_sentinel = parent_sentinel
@@ -237,11 +243,6 @@ class MpIdentity:
 
     def install(self) -> None:
         """In the child: what ``BaseProcess._bootstrap`` does before it runs the target."""
-        import threading
-        from multiprocessing import context, process
-
-        mp_process: Any = process
-        mp_context: Any = context
         spares = self.spares
         parent_process: Any = mp_process._current_process
         child = spares.process
@@ -258,9 +259,7 @@ class MpIdentity:
         mp_process._parent_process = parent
         # stdin reads /dev/null, as under multiprocessing (a test must not wait on a tty)
         if spares.stdin is None:
-            from multiprocessing import util
-
-            util._close_stdin()  # type: ignore[attr-defined]
+            mp_util._close_stdin()
         else:
             devnull = os.open(os.devnull, os.O_RDONLY)
             if devnull != 0:
@@ -276,12 +275,6 @@ def _run(
     target: Callable[..., Any], args: tuple[Any, ...], identity: Optional[MpIdentity] = None
 ) -> int:
     """In the child: the part of multiprocessing's bootstrap that code here may rely on."""
-    # multiprocessing's own (private) state, reset as its bootstrap resets it.
-    from multiprocessing import process as mp_process_module
-    from multiprocessing import util
-
-    mp_process: Any = mp_process_module
-    mp_util: Any = util
     # The cyclic collector walks every object it tracks, writing to each: in a forked
     # child that copies every page those objects sit on. Objects from before the fork
     # belong to the parent's state; the child's own garbage is still collected.
@@ -294,7 +287,10 @@ def _run(
         else:
             mp_process._children = set()  # the parent's children are not this child's
         mp_util._finalizer_registry.clear()
-        mp_util._run_after_forkers()  # queues, locks and managers made before the fork
+        # Queues, locks and managers made before the fork; the check spares a child that
+        # has none a sorted copy of an empty registry (pages copied, nothing done).
+        if mp_util._afterfork_registry:
+            mp_util._run_after_forkers()
     except Exception:
         pass
     code = 1
@@ -312,13 +308,14 @@ def _run(
         traceback.print_exc()
     finally:
         try:
-            mp_util._exit_function()  # stops the children the target started, as mp does
+            # Stops the children the target started and runs its finalizers, as mp does;
+            # with neither, it would do nothing.
+            if mp_util._finalizer_registry or mp_process._children:
+                mp_util._exit_function()
         except BaseException:
             pass
         if identity is not None:
             try:  # waits for the target's non-daemon threads, as multiprocessing does
-                import threading
-
                 threading._shutdown()  # type: ignore[attr-defined]
             except BaseException:
                 pass

@@ -32,7 +32,6 @@ import contextlib
 import importlib.abc
 import importlib.util
 import inspect
-import itertools
 import os
 import pickle
 import re
@@ -47,6 +46,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import pytest
 
 from . import _wire
+from ._capture import Capture, new_capture
 from .errors import NotPicklableError
 from .outcome import Outcome, _fold_frames_below_entry, _tail, describe_exit
 
@@ -62,7 +62,6 @@ RECORDING_FIXTURES = ("record_property", "record_xml_attribute", "record_testsui
 CAPTURE_FIXTURES = {"capsys": False, "capfd": False, "capsysbinary": True, "capfdbinary": True}
 
 _STREAM_INTERVAL = 0.05  # -s: how often the test process copies the child's output
-_counter = itertools.count(1)
 
 
 # -- which tests, with which settings --------------------------------------------------------
@@ -104,7 +103,16 @@ def validate_marker(item: pytest.Item) -> None:
 
 def test_kwargs(item: pytest.Function) -> dict[str, Any]:
     """The keyword arguments pytest itself would call the test function with."""
-    fn = item.obj
+    # pytest's own list (what its pytest_pyfunc_call passes); reading the signature again
+    # costs more than the rest of starting the child in the test process.
+    names = getattr(getattr(item, "_fixtureinfo", None), "argnames", None)
+    if names is None:
+        names = _argument_names(item.obj)
+    funcargs = item.funcargs
+    return {name: funcargs[name] for name in names if name in funcargs}
+
+
+def _argument_names(fn: Callable[..., Any]) -> list[str]:
     try:
         parameters = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
@@ -113,9 +121,7 @@ def test_kwargs(item: pytest.Function) -> dict[str, Any]:
     names = [p.name for p in parameters if p.kind in kinds and p.default is p.empty]
     # unittest.mock.patch decorators fill the first arguments themselves.
     patchings = getattr(fn, "patchings", None) or ()
-    names = names[sum(1 for p in patchings if not getattr(p, "attribute_name", None)):]
-    funcargs = item.funcargs
-    return {name: funcargs[name] for name in names if name in funcargs}
+    return names[sum(1 for p in patchings if not getattr(p, "attribute_name", None)):]
 
 
 def refuse_async(item: pytest.Function) -> None:
@@ -423,8 +429,11 @@ class IsolatedBody:
         __tracebackhide__ = True
         call = self.call
         sidecar = Sidecar(call.sidecar_path)
+        # The child ends with the body, so nothing needs restoring after it; catch_warnings
+        # only to load the test process's filters (a fork child has them already).
+        loading = call.warning_filters is not None
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings() if loading else contextlib.nullcontext():
                 if call.warning_filters is not None:
                     warnings.filters[:] = _load_filters(call.warning_filters)  # type: ignore[index]
                 warnings.showwarning = sidecar.showwarning
@@ -545,13 +554,9 @@ class Sidecar:
                 os.close(fd)
 
 
-def read_sidecar(path: str) -> list[tuple[str, Any]]:
+def read_sidecar(side: Capture) -> list[tuple[str, Any]]:
     """The records of a side file, in order; a record cut short by a crash ends the list."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return []
+    data = side.read_bytes()
     records = []
     pos = 0
     while pos + 4 <= len(data):
@@ -683,12 +688,12 @@ def _relay_output(outcome: Outcome, live: Optional[_LiveOutput]) -> None:
                 stream.flush()
 
 
-def _replay_sidecar(item: pytest.Item, path: str) -> Any:
+def _replay_sidecar(item: pytest.Item, side: Capture) -> Any:
     """Make in the test process what the child recorded: the calls on the real fixtures,
     the warnings (for pytest's summary); return the failed comparison, if any."""
     comparison = None
     funcargs = getattr(item, "funcargs", {})
-    for kind, payload in read_sidecar(path):
+    for kind, payload in read_sidecar(side):
         if kind == "call":
             fixture, args, kwargs = payload
             record = funcargs.get(fixture)
@@ -794,12 +799,13 @@ def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) ->
     scratch = _scratch_dir()
     runner = ProcessRunner(config=item.config, marker=marker_of(item), warm=True,
                            scratch_dir=scratch)
-    sidecar_path = os.path.join(scratch, f"sidecar-{next(_counter)}")
+    # A memory file where there are memory files (see _capture), like the child's output.
+    side = new_capture("side", _scratch_dir)
     try:
         method = runner.start_method
         fn = item.obj
         kwargs = stand_ins(test_kwargs(item), inherited=method == "fork")
-        call = BodyCall(test=item.name, sidecar_path=sidecar_path, threads=threads,
+        call = BodyCall(test=item.name, sidecar_path=side.path, threads=threads,
                         thread_timeout=thread_timeout, module=getattr(fn, "__module__", "") or "")
         externals: list[Any] = []
         if method == "fork":
@@ -822,11 +828,10 @@ def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) ->
             if live is not None:
                 live.stop()
         _relay_output(outcome, live)
-        comparison = _replay_sidecar(item, sidecar_path)
+        comparison = _replay_sidecar(item, side)
     finally:
         runner.close()
-        with contextlib.suppress(OSError):
-            os.unlink(sidecar_path)
+        side.discard()
     _report(item, outcome, comparison)
 
 
