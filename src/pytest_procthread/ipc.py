@@ -25,6 +25,9 @@ from .settings import DEFAULT_TIMEOUT, validate_timeout
 
 _HEADER = struct.Struct("!Q")
 _CHUNK = 1 << 20
+# What one read asks for: a pipe holds 64 KiB unless enlarged, and a buffer this size
+# comes from the C heap. Asking for 1 MiB made every read mmap, mremap and munmap it.
+_READ_SIZE = 1 << 16
 _POSIX = sys.platform != "win32"
 
 
@@ -176,7 +179,8 @@ class PipeEnd:
                 return conn.recv_bytes()
             except EOFError:
                 raise EOFError(f"{what}: the other end was closed") from None
-        deadline: Optional[float] = None
+        limit: Optional[float] = None
+        started = 0.0
         fd = conn.fileno()
         while True:
             size = self._complete_message_size()
@@ -185,33 +189,37 @@ class PipeEnd:
                 message = bytes(self._inbox[start:start + size])
                 del self._inbox[:start + size]
                 return message
+            # Wait, then read. In a ping-pong the next message is rarely there yet, and a
+            # read that finds nothing raises BlockingIOError: that costs more than the poll
+            # (most of all on PyPy, and on CPython before 3.11).
+            if limit is None:
+                limit = self.timeout if timeout is None else validate_timeout(
+                    timeout, f"{self.name}.recv()")
+                started = time.monotonic()
+                remaining = limit
+            else:
+                remaining = limit - (time.monotonic() - started)
+            if self._poller is None:
+                self._poller = select.poll()
+                self._poller.register(fd, select.POLLIN)
+            if remaining <= 0 or not self._poller.poll(remaining * 1000.0):
+                got = f" ({len(self._inbox)} bytes of a message arrived and are kept)" \
+                    if self._inbox else ""
+                raise TimeoutError(
+                    f"{self.name}.recv(): no complete message within {limit:g} s{got}"
+                )
             try:
-                chunk = os.read(fd, _CHUNK)
-            except BlockingIOError:
-                if deadline is None:
-                    what = f"{self.name}.recv()"
-                    deadline = self._deadline(timeout, what)
-                    if self._poller is None:
-                        self._poller = select.poll()
-                        self._poller.register(fd, select.POLLIN)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._poller.poll(remaining * 1000.0):
-                    got = f" ({len(self._inbox)} bytes of a message arrived and are kept)" \
-                        if self._inbox else ""
-                    raise TimeoutError(
-                        f"{what}: no complete message within "
-                        f"{self.timeout if timeout is None else timeout:g} s{got}"
-                    ) from None
+                chunk = os.read(fd, _READ_SIZE)
+            except BlockingIOError:  # woken, and another reader took it first
                 continue
             except ConnectionResetError:
                 chunk = b""
-            what = f"{self.name}.recv()"
             if not chunk:
-                cut = f"; {len(self._inbox)} bytes of an unfinished message were lost with it" \
-                    if self._inbox else ""
+                cut = (f"; {len(self._inbox)} bytes of an unfinished message were lost with "
+                       f"it" if self._inbox else "")
                 raise EOFError(
-                    f"{what}: the other end was closed (its process ended or closed it) before "
-                    f"a message arrived{cut}"
+                    f"{self.name}.recv(): the other end was closed (its process ended or "
+                    f"closed it) before a message arrived{cut}"
                 )
             self._inbox += chunk
 
