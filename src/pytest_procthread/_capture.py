@@ -36,8 +36,7 @@ class Capture:
             return b""
 
     def read_text(self) -> str:
-        data = self.read_bytes()
-        return data.decode("utf-8", errors="backslashreplace") if data else ""
+        return self.read_bytes().decode("utf-8", errors="backslashreplace")
 
     def append(self, text: str) -> None:
         try:

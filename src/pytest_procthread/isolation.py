@@ -431,11 +431,11 @@ class IsolatedBody:
         sidecar = Sidecar(call.sidecar_path)
         # The child ends with the body, so nothing needs restoring after it; catch_warnings
         # only to load the test process's filters (a fork child has them already).
-        loading = call.warning_filters is not None
+        filters = call.warning_filters
         try:
-            with warnings.catch_warnings() if loading else contextlib.nullcontext():
-                if call.warning_filters is not None:
-                    warnings.filters[:] = _load_filters(call.warning_filters)  # type: ignore[index]
+            with warnings.catch_warnings() if filters is not None else contextlib.nullcontext():
+                if filters is not None:
+                    warnings.filters[:] = _load_filters(filters)  # type: ignore[index]
                 warnings.showwarning = sidecar.showwarning
                 # Importing the test module again may warn: pytest showed those already.
                 sidecar.live = False
