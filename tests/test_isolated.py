@@ -90,6 +90,7 @@ _template.available = lambda: False  # every child starts cold: a fresh interpre
 """
 
 INNER = '''
+import logging
 import os
 import sys
 import warnings
@@ -209,6 +210,53 @@ def test_warns_and_records_then_crashes(record_property):
     warnings.warn("warned before the crash", UserWarning)
     record_property("before_crash", "7")
     faults.segfault()
+
+
+@pytest.mark.isolated
+def test_recwarn_in_child(recwarn):
+    warnings.warn("kept by recwarn", UserWarning)
+    assert [str(w.message) for w in recwarn] == ["kept by recwarn"]
+    with pytest.warns(DeprecationWarning, match="kept by pytest.warns"):
+        warnings.warn("kept by pytest.warns", DeprecationWarning)
+
+
+@pytest.mark.isolated
+def test_warns_then_warning_relayed():
+    with pytest.warns(UserWarning, match="checked"):
+        warnings.warn("checked in the child", UserWarning)
+    warnings.warn("relayed after pytest.warns", UserWarning)
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("no")
+
+    def __repr__(self):
+        return "<unpicklable extra>"
+
+
+@pytest.fixture
+def logs_seen_by_teardown(caplog):
+    yield
+    seen = [r.getMessage() for r in caplog.get_records("call")]
+    assert "informed in the child" in seen, seen
+
+
+@pytest.mark.isolated
+def test_logs_in_child(logs_seen_by_teardown, caplog):
+    caplog.set_level(logging.INFO)
+    logging.getLogger("app").info("informed in the child")
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        logging.getLogger("app").exception("failed in the child",
+                                           extra={"odd": Unpicklable()})
+    assert caplog.record_tuples[0] == ("app", logging.INFO, "informed in the child")
+    assert "ZeroDivisionError" in caplog.text
+    with caplog.at_level(logging.DEBUG, logger="app"):
+        logging.getLogger("app").debug("debugged in the child")
+    assert caplog.messages[-1] == "debugged in the child"
+    assert caplog.get_records("call")[-1].levelno == logging.DEBUG
 
 
 @pytest.mark.isolated
@@ -402,6 +450,19 @@ def test_isolated_behaviours(pytester: pytest.Pytester, events_env: None, method
     assert r["test_warning_relayed"]["outcome"] == "passed"
     assert "UserWarning: warned in the child" in out
     assert r["test_record_property"]["properties"] == {"from_child": "42"}
+    # recwarn and pytest.warns keep what they catch; warnings after pytest.warns are relayed.
+    assert r["test_recwarn_in_child"]["outcome"] == "passed", r["test_recwarn_in_child"]
+    assert "kept by" not in out
+    assert r["test_warns_then_warning_relayed"]["outcome"] == "passed"
+    assert "UserWarning: relayed after pytest.warns" in out
+    assert "checked in the child" not in out
+    # Log records reach caplog in the child and pytest's handlers in the test process:
+    # the report section (here JUnit's system-out), and caplog in the fixture's teardown.
+    logs = r["test_logs_in_child"]
+    assert logs["outcome"] == "passed", logs
+    assert "INFO     app:test_inner.py" in logs["out"] and "informed in the child" in logs["out"]
+    assert "ERROR" in logs["out"] and "ZeroDivisionError: division by zero" in logs["out"]
+    assert "debugged in the child" in logs["out"]
     # What the child recorded before it crashed reaches the report all the same.
     crashed = r["test_warns_and_records_then_crashes"]
     assert crashed["outcome"] == "failure" and "killed by SIGSEGV" in crashed["message"]
@@ -437,10 +498,10 @@ def test_isolated_behaviours(pytester: pytest.Pytester, events_env: None, method
     assert r["test_marker_start_method_spawn"]["outcome"] == "passed"
     assert r["TestInAClass.test_method"]["outcome"] == "passed"
     assert r["test_parametrized[1]"]["outcome"] == r["test_parametrized[2]"]["outcome"] == "passed"
-    assert len(r) == 29
+    assert len(r) == 32
     fork = method == "fork"
-    result.assert_outcomes(passed=13 + 2 * fork, failed=12 - 2 * fork, skipped=2, xfailed=2,
-                           warnings=3)
+    result.assert_outcomes(passed=16 + 2 * fork, failed=12 - 2 * fork, skipped=2, xfailed=2,
+                           warnings=4)
 
 
 COLD = ("test_body_runs_in_a_child or test_segfault or test_hang "

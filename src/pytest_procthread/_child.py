@@ -382,6 +382,7 @@ def _install_exception_pickling(exc: BaseException) -> None:
     from tblib import pickling_support
 
     pickling_support.install(exc, get_locals=_hidden_locals)
+    _carry_tracebacks()
     # tblib rebuilds an exception whose class has its own __init__ but the default
     # __reduce__ without calling that __init__. For built-in classes, that __init__ is what
     # sets SystemExit.code, StopIteration.value...; rebuild those by calling the class.
@@ -476,7 +477,19 @@ def _picklable_exception(exc: BaseException) -> BaseException:
     )
     stand_in.__traceback__ = exc.__traceback__
     pickling_support.install(stand_in, get_locals=_hidden_locals)
+    _carry_tracebacks()
     return stand_in
+
+
+def _carry_tracebacks() -> None:
+    """Tracebacks go as ``_tracebacks`` carries them (source span, arguments, locals),
+    not as tblib's bare frames; tblib still rebuilds the exceptions around them."""
+    import copyreg
+    import types
+
+    from . import _tracebacks
+
+    copyreg.pickle(types.TracebackType, _tracebacks.reduce_traceback)
 
 
 RETURNED_NONE = pickle.dumps(

@@ -12,10 +12,16 @@ Inside the child:
 - a fresh child imports the modules that pytest rewrote, rewritten the same way, so a
   failing ``assert`` explains itself; the detailed comparison (``pytest_assertrepr_compare``)
   is worked out back in the test process, by its own hooks;
-- warnings are recorded with the test's filters and emitted again in the test process;
+- warnings are recorded with the test's filters and emitted again in the test process,
+  except those that ``recwarn``, ``pytest.warns`` or another catcher takes, as without
+  isolation;
+- log records go to pytest's handlers in the test process (the "Captured log" section,
+  live logging, ``--log-file``, ``caplog``), and ``caplog`` works in the child;
 - ``record_property``, ``record_xml_attribute`` and ``record_testsuite_property`` record
   their calls, which are made again in the test process;
 - ``capsys``, ``capfd`` (and the binary kinds) read what the child wrote so far;
+
+The side channel and the stand-ins are in ``_sidecar`` and ``_standins``.
 - everything the child writes on fd 1 and 2 is written to the test process's
   ``sys.stdout`` and ``sys.stderr``, so it shows under "Captured stdout call", and with
   ``-s`` it is copied to the terminal while the test runs.
@@ -32,6 +38,7 @@ import contextlib
 import importlib.abc
 import importlib.util
 import inspect
+import logging
 import os
 import pickle
 import re
@@ -41,25 +48,39 @@ import tempfile
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
 from . import _wire
-from ._capture import Capture, new_capture
+from ._capture import new_capture
+from ._sidecar import (
+    LogRelay,
+    Sidecar,
+    log_relay,
+    log_writers,
+    logger_levels,
+    relay_logs,
+    replay,
+    restart_recorders,
+    route_warnings,
+    set_logger_levels,
+    warning_sink,
+)
+from ._standins import (
+    CaptureResult,
+    ChildCapture,
+    ChildLogCapture,
+    RecordedCalls,
+    stand_ins,
+)
 from .errors import NotPicklableError
 from .outcome import Outcome, _fold_frames_below_entry, _tail, describe_exit
 
 MARKER = "isolated"
 OPTION = "--isolated"
 MARKER_KWARGS = ("start_method", "timeout")
-BODY_VERSION = 1
-
-# Fixtures whose value is a callable that records data for the report: in the child a
-# stand-in records the calls, and the test process makes them again on the real one.
-RECORDING_FIXTURES = ("record_property", "record_xml_attribute", "record_testsuite_property")
-# Capture fixtures: in the child a stand-in reads the child's own fd 1 and 2.
-CAPTURE_FIXTURES = {"capsys": False, "capfd": False, "capsysbinary": True, "capfdbinary": True}
+BODY_VERSION = 2
 
 _STREAM_INTERVAL = 0.05  # -s: how often the test process copies the child's output
 
@@ -75,6 +96,16 @@ def wanted(item: pytest.Item) -> bool:
     return marker_of(item) is not None or bool(
         item.config.getoption("procthread_isolated", False)
     )
+
+
+WARNING_SINK = pytest.StashKey[Any]()
+
+
+def note_warning_sink(item: pytest.Item) -> None:
+    """As an isolated test is set up, before its fixtures: where warnings go now. Under
+    fork the child sends back what reaches that sink, and leaves alone what a catcher
+    entered by a fixture (``recwarn``) takes."""
+    item.stash[WARNING_SINK] = warning_sink()
 
 
 def validate_marker(item: pytest.Item) -> None:
@@ -149,94 +180,6 @@ def warn_returned(item: pytest.Item, returned_type: Optional[str]) -> None:
         filename=getattr(code, "co_filename", "<test>"),
         lineno=getattr(code, "co_firstlineno", 0),
     )
-
-
-# -- stand-ins for fixtures that cannot work in the child as they are ----------------------
-
-class RecordedCalls:
-    """In the child, stands in for ``record_property`` and its kind: keeps the calls, which
-    the test process then makes on the real fixture."""
-
-    def __init__(self, fixture: str) -> None:
-        self.fixture = fixture
-        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-        self.sink: Optional[Sidecar] = None  # in the child: where each call is written
-
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append((args, kwargs))
-        if self.sink is not None:
-            self.sink.put("call", (self.fixture, args, kwargs))
-
-    def __repr__(self) -> str:
-        return f"<{self.fixture} of an isolated test: {len(self.calls)} calls recorded>"
-
-
-class CaptureResult(NamedTuple):
-    out: Any
-    err: Any
-
-
-class ChildCapture:
-    """In the child, stands in for ``capsys``/``capfd``: ``readouterr()`` returns what the
-    child wrote to fd 1 and 2 since the last call, and takes it out of the test's captured
-    output, as the real fixtures do. Both kinds capture at the descriptor level here."""
-
-    def __init__(self, fixture: str, binary: bool) -> None:
-        self.fixture = fixture
-        self.binary = binary
-
-    def readouterr(self) -> CaptureResult:
-        from ._child import current_output_paths
-
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        paths = current_output_paths()
-        if paths is None:
-            empty: Any = b"" if self.binary else ""
-            return CaptureResult(empty, empty)
-        out, err = (_take_output(fd, path) for fd, path in zip((1, 2), paths))
-        if self.binary:
-            return CaptureResult(out, err)
-        return CaptureResult(
-            out.decode("utf-8", "backslashreplace"), err.decode("utf-8", "backslashreplace")
-        )
-
-    @contextlib.contextmanager
-    def disabled(self) -> Any:
-        """Kept for compatibility; a child has no terminal, so output stays captured."""
-        yield
-
-    def __repr__(self) -> str:
-        return f"<{self.fixture} of an isolated test (reads the child's fd 1 and 2)>"
-
-
-def _take_output(fd: int, path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        os.ftruncate(fd, 0)  # fd is in append mode: later writes start from 0 again
-    except OSError:
-        return b""
-    return data
-
-
-def stand_ins(kwargs: dict[str, Any], inherited: bool) -> dict[str, Any]:
-    """``kwargs`` with the stand-ins in place of the fixtures that need one.
-
-    ``inherited`` is True under fork, where the child gets a copy of every value. Elsewhere
-    ``monkeypatch`` becomes a fresh one: what the test process patched does not exist in a
-    fresh child anyway, and the body's own patches die with the child.
-    """
-    swapped = dict(kwargs)
-    for name in kwargs:
-        if name in RECORDING_FIXTURES:
-            swapped[name] = RecordedCalls(name)
-        elif name in CAPTURE_FIXTURES:
-            swapped[name] = ChildCapture(name, CAPTURE_FIXTURES[name])
-        elif name == "monkeypatch" and not inherited:
-            swapped[name] = pytest.MonkeyPatch()
-    return swapped
 
 
 # -- assertion rewriting in a fresh child ----------------------------------------------------
@@ -379,7 +322,9 @@ def explain_comparison(item: pytest.Item, exc: BaseException, comparison: Any) -
                   f"...Full output truncated ({hidden} lines hidden), use '-vv' to show"]
     message = str(exc.args[0]) if exc.args else ""
     first, _, rest = message.partition("\n")
-    exc.args = ("\n".join([first, *("  " + line for line in detail), *rest.splitlines()]),)
+    # pytest's own explanation replaces the operands' "where" lines: drop them here too.
+    rest_lines = [line for line in rest.splitlines() if not line.lstrip().startswith("+")]
+    exc.args = ("\n".join([first, *("  " + line for line in detail), *rest_lines]),)
 
 
 # -- what the child runs ---------------------------------------------------------------------
@@ -399,7 +344,17 @@ class BodyCall:
     pieces: dict[str, tuple[bytes, int, int]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # name -> "fixture 'db'"
     rewrite: dict[str, str] = field(default_factory=dict)
+    # Under fork, made in the test process so that the child has less to make: the side
+    # file's writer, the log relay, pytest's log handlers that write out (which the child
+    # drops), and where warnings went as the test started (pytest's record of it), so that
+    # the child sends those, and only those, back.
+    sidecar: Optional[Sidecar] = None
+    log_relay: Optional[LogRelay] = None
+    log_writers: tuple[logging.Handler, ...] = ()
+    warning_sink: Any = None
+    # Otherwise: the test process's warning filters and logger levels, to load.
     warning_filters: Optional[list[bytes]] = None
+    log_levels: Optional[dict[str, Any]] = None
     # The test process's environment when the body starts (fixtures may have changed it);
     # a forkserver child would otherwise have the server's, from when it started.
     environ: Optional[dict[str, str]] = None
@@ -428,22 +383,29 @@ class IsolatedBody:
     def __call__(self, externals: Optional[list[Any]] = None) -> Optional[str]:
         __tracebackhide__ = True
         call = self.call
-        sidecar = Sidecar(call.sidecar_path)
-        # The child ends with the body, so nothing needs restoring after it; catch_warnings
-        # only to load the test process's filters (a fork child has them already).
-        filters = call.warning_filters
+        sidecar = call.sidecar or Sidecar(call.sidecar_path)
+        # A fresh interpreter (spawn, forkserver) has none of the test process's warning
+        # filters and logger levels: they come with the call. The child ends with the body,
+        # so nothing needs restoring after it; catch_warnings only to load the filters.
+        fresh = call.warning_filters is not None
         try:
-            with warnings.catch_warnings() if filters is not None else contextlib.nullcontext():
-                if filters is not None:
-                    warnings.filters[:] = _load_filters(filters)  # type: ignore[index]
-                warnings.showwarning = sidecar.showwarning
-                # Importing the test module again may warn: pytest showed those already.
+            with warnings.catch_warnings() if fresh else contextlib.nullcontext():
+                if call.warning_filters is not None:
+                    warnings.filters[:] = _load_filters(call.warning_filters)  # type: ignore[index]
+                    set_logger_levels(call.log_levels)
+                route_warnings(sidecar, call.warning_sink, fresh)
+                relay_logs(sidecar, call.log_relay, call.log_writers)
+                # Importing the test module again may warn or log: pytest showed those.
                 sidecar.live = False
                 fn, kwargs = self._rebuild(list(externals or []))
                 sidecar.live = True
                 for value in kwargs.values():
                     if isinstance(value, RecordedCalls):
                         value.sink = sidecar
+                    elif isinstance(value, ChildLogCapture):
+                        value.start()
+                if fresh:
+                    restart_recorders(kwargs.values())
                 try:
                     if call.threads:
                         from .parallel import fan_out
@@ -510,66 +472,6 @@ def _load_filters(blobs: list[bytes]) -> list[Any]:
     return filters
 
 
-class Sidecar:
-    """The child's side file: each warning, each recorded call (``record_property`` and
-    its kind) and a failed comparison, written as it happens, so that a crash later in the
-    test loses none of them. Nothing to tell: no file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.live = True
-        self._fd: Optional[int] = None
-
-    def put(self, kind: str, payload: Any) -> None:
-        try:
-            data = pickle.dumps((kind, payload))
-        except Exception:
-            return  # plain pickle cannot send it back; the test process gets the rest
-        frame = memoryview(len(data).to_bytes(4, "big") + data)
-        try:
-            if self._fd is None:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
-                self._fd = os.open(self.path, flags, 0o600)
-            while frame:
-                frame = frame[os.write(self._fd, frame):]
-        except OSError:
-            pass
-
-    def showwarning(
-        self, message: Any, category: Any, filename: str, lineno: int,
-        file: Any = None, line: Optional[str] = None,
-    ) -> None:
-        if not self.live:
-            return
-        try:
-            pickle.loads(pickle.dumps((message, category)))
-        except Exception:
-            message, category = f"{category.__name__}: {message}", UserWarning
-        self.put("warning", (message, category, str(filename), int(lineno or 0)))
-
-    def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def read_sidecar(side: Capture) -> list[tuple[str, Any]]:
-    """The records of a side file, in order; a record cut short by a crash ends the list."""
-    data = side.read_bytes()
-    records = []
-    pos = 0
-    while pos + 4 <= len(data):
-        size = int.from_bytes(data[pos:pos + 4], "big")
-        pos += 4
-        if pos + size > len(data):
-            break
-        with contextlib.suppress(Exception):
-            records.append(pickle.loads(data[pos:pos + size]))
-        pos += size
-    return records
-
-
 # -- the test process's side ------------------------------------------------------------------
 
 def _warning_filters() -> list[bytes]:
@@ -587,6 +489,19 @@ def _describe_argument(item: pytest.Item, name: str) -> str:
     if callspec is not None and name in getattr(callspec, "params", {}):
         return f"parameter {name!r}"
     return f"fixture {name!r}"
+
+
+# What to pass instead, for pytest's own fixtures that hold the live session.
+_SESSION_ADVICE = (
+    "take from it what the body needs (request.param, request.node.name, a "
+    "config.getoption(...) value) in a fixture of your own, and ask for that fixture"
+)
+_PICKLABLE_ADVICE = {
+    "": "let the fixture give something picklable (a path, a setting) and build the live "
+        "object inside the test",
+    "request": _SESSION_ADVICE,
+    "pytestconfig": _SESSION_ADVICE.replace("request.param, request.node.name, a ", "a "),
+}
 
 
 def _pickle_pieces(
@@ -609,9 +524,8 @@ def _pickle_pieces(
                 f"with {method!r}: {_wire.describe_unpicklable('its value', value, exc, '')}"
                 f"Under {method!r} every argument of the test is pickled. Isolate this test "
                 f"with @pytest.mark.{MARKER}(start_method='fork') where the platform has "
-                f"fork (the child then inherits the value as it is), or let the fixture "
-                f"give something picklable (a path, a setting) and build the live object "
-                f"inside the test.",
+                f"fork (the child then inherits the value as it is), or "
+                f"{_PICKLABLE_ADVICE.get(name, _PICKLABLE_ADVICE[''])}.",
                 what=what, start_method=method,
             ) from exc
         call.pieces[name] = (data, len(externals), len(found))
@@ -686,25 +600,6 @@ def _relay_output(outcome: Outcome, live: Optional[_LiveOutput]) -> None:
             stream.write(rest)
             with contextlib.suppress(Exception):
                 stream.flush()
-
-
-def _replay_sidecar(item: pytest.Item, side: Capture) -> Any:
-    """Make in the test process what the child recorded: the calls on the real fixtures,
-    the warnings (for pytest's summary); return the failed comparison, if any."""
-    comparison = None
-    funcargs = getattr(item, "funcargs", {})
-    for kind, payload in read_sidecar(side):
-        if kind == "call":
-            fixture, args, kwargs = payload
-            record = funcargs.get(fixture)
-            if callable(record):
-                record(*args, **kwargs)
-        elif kind == "warning":
-            with contextlib.suppress(Exception):
-                warnings.warn_explicit(*payload)
-        elif kind == "comparison":
-            comparison = payload
-    return comparison
 
 
 _STACK_STARTS = re.compile(
@@ -810,13 +705,23 @@ def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) ->
         externals: list[Any] = []
         if method == "fork":
             call.function, call.kwargs = fn, kwargs
+            call.warning_sink = item.stash.get(WARNING_SINK, None)
+            call.sidecar, call.log_relay = Sidecar(side.path), log_relay()
+            call.log_writers = log_writers()
         else:
             try:
                 externals = _pickle_pieces(item, call, fn, kwargs, method)
             except NotPicklableError as exc:
-                _fail(str(exc))
+                refusal = str(exc)
+            else:
+                refusal = ""
+            if refusal:
+                # Outside the except clause: the message says it all, and pytest would
+                # print the pickling errors chained under it, the message twice.
+                _fail(refusal)
             call.rewrite = rewritten_modules(also=call.module)
             call.warning_filters = _warning_filters()
+            call.log_levels = logger_levels()
             call.environ = dict(os.environ)
         handle = runner.start(IsolatedBody(call), externals)
         live = None
@@ -828,7 +733,7 @@ def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) ->
             if live is not None:
                 live.stop()
         _relay_output(outcome, live)
-        comparison = _replay_sidecar(item, side)
+        comparison = replay(side, getattr(item, "funcargs", {}))
     finally:
         runner.close()
         side.discard()

@@ -81,6 +81,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     error = item.stash.get(_MARKER_ERROR, None)
     if error is not None:
         raise pytest.UsageError(error)
+    if isolation.wanted(item):
+        isolation.note_warning_sink(item)
 
 
 def _threads_timeout(item: pytest.Item, marker: pytest.Mark) -> float:
