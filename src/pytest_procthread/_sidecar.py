@@ -17,6 +17,7 @@ import pickle
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import Any, Optional
 
 from ._capture import Capture
@@ -119,29 +120,39 @@ def restart_recorders(values: Any) -> None:
 
 class LogRelay(logging.Handler):
     """In the child, on the root logger: sends every record that reaches it to the side
-    file, for pytest's handlers in the test process. Under fork it is made once, in the
-    test process (see ``log_relay``): a handler made in a fork child costs some 60 copied
-    pages, more than the rest of what the child does for logging."""
+    file, for pytest's handlers in the test process."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sidecar: Optional[Sidecar] = None
+        self.owner = 0  # the test process, where it stays silent (see relay_to_fork_child)
 
     def emit(self, record: logging.LogRecord) -> None:
         sidecar = self.sidecar
-        if sidecar is not None and sidecar.live:
+        if sidecar is not None and sidecar.live and os.getpid() != self.owner:
             sidecar.put("log", portable_record(record))
 
 
 _relay: Optional[LogRelay] = None
 
 
-def log_relay() -> LogRelay:
-    """The relay for the fork children of this process (only ever attached in a child)."""
+@contextlib.contextmanager
+def relay_to_fork_child(sidecar: Sidecar) -> Iterator[None]:
+    """In the test process, around the fork of an isolated child: the relay on the root
+    logger, so that the child starts with it and makes nothing (a handler made in a fork
+    child costs some 60 copied pages). In the test process it relays nothing: a record
+    logged there meanwhile reaches pytest's handlers as always."""
     global _relay
     if _relay is None:
         _relay = LogRelay()
-    return _relay
+    relay = _relay
+    relay.sidecar, relay.owner = sidecar, os.getpid()
+    logging.root.addHandler(relay)
+    try:
+        yield
+    finally:
+        logging.root.removeHandler(relay)
+        relay.sidecar = None
 
 
 def portable_record(record: logging.LogRecord) -> dict[str, Any]:
@@ -177,20 +188,21 @@ def log_writers() -> tuple[logging.Handler, ...]:
     return tuple(h for h in logging.root.handlers if _pytest_handler(h) and not _capturing(h))
 
 
-def relay_logs(sidecar: Sidecar, relay: Optional[LogRelay],
-               writers: tuple[logging.Handler, ...] = ()) -> None:
+def relay_logs(sidecar: Sidecar, writers: tuple[logging.Handler, ...], fresh: bool) -> None:
     """In the child: records that reach the root logger go to the test process.
 
-    Under fork the child has copies of pytest's handlers. Those that keep records in memory
-    stay (``caplog`` in the body reads its copy); ``writers``, which write out, go, or a
+    A fresh child makes its relay. A fork child has it already (``relay_to_fork_child``)
+    and has copies of pytest's handlers: those that keep records in memory stay
+    (``caplog`` in the body reads its copy); ``writers``, which write out, go, or a
     record would be written twice, once from each side.
     """
-    relay = relay or LogRelay()
-    relay.sidecar = sidecar
     root = logging.root
-    if writers:
+    if fresh:
+        relay = LogRelay()
+        relay.sidecar = sidecar
+        root.addHandler(relay)
+    elif writers:
         root.handlers = [h for h in root.handlers if h not in writers]
-    root.handlers.append(relay)
 
 
 def logger_levels() -> dict[str, Any]:

@@ -55,12 +55,11 @@ import pytest
 from . import _wire
 from ._capture import new_capture
 from ._sidecar import (
-    LogRelay,
     Sidecar,
-    log_relay,
     log_writers,
     logger_levels,
     relay_logs,
+    relay_to_fork_child,
     replay,
     restart_recorders,
     route_warnings,
@@ -345,11 +344,10 @@ class BodyCall:
     labels: dict[str, str] = field(default_factory=dict)  # name -> "fixture 'db'"
     rewrite: dict[str, str] = field(default_factory=dict)
     # Under fork, made in the test process so that the child has less to make: the side
-    # file's writer, the log relay, pytest's log handlers that write out (which the child
-    # drops), and where warnings went as the test started (pytest's record of it), so that
-    # the child sends those, and only those, back.
+    # file's writer, pytest's log handlers that write out (which the child drops), and
+    # where warnings went as the test started (pytest's record of it), so that the child
+    # sends those, and only those, back.
     sidecar: Optional[Sidecar] = None
-    log_relay: Optional[LogRelay] = None
     log_writers: tuple[logging.Handler, ...] = ()
     warning_sink: Any = None
     # Otherwise: the test process's warning filters and logger levels, to load.
@@ -394,7 +392,7 @@ class IsolatedBody:
                     warnings.filters[:] = _load_filters(call.warning_filters)  # type: ignore[index]
                     set_logger_levels(call.log_levels)
                 route_warnings(sidecar, call.warning_sink, fresh)
-                relay_logs(sidecar, call.log_relay, call.log_writers)
+                relay_logs(sidecar, call.log_writers, fresh)
                 # Importing the test module again may warn or log: pytest showed those.
                 sidecar.live = False
                 fn, kwargs = self._rebuild(list(externals or []))
@@ -706,8 +704,7 @@ def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) ->
         if method == "fork":
             call.function, call.kwargs = fn, kwargs
             call.warning_sink = item.stash.get(WARNING_SINK, None)
-            call.sidecar, call.log_relay = Sidecar(side.path), log_relay()
-            call.log_writers = log_writers()
+            call.sidecar, call.log_writers = Sidecar(side.path), log_writers()
         else:
             try:
                 externals = _pickle_pieces(item, call, fn, kwargs, method)
@@ -723,7 +720,9 @@ def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) ->
             call.warning_filters = _warning_filters()
             call.log_levels = logger_levels()
             call.environ = dict(os.environ)
-        handle = runner.start(IsolatedBody(call), externals)
+        fork_relay = relay_to_fork_child(call.sidecar) if call.sidecar else None
+        with fork_relay or contextlib.nullcontext():
+            handle = runner.start(IsolatedBody(call), externals)
         live = None
         if item.config.getoption("capture", None) == "no":
             live = _LiveOutput((handle._stdout_path, handle._stderr_path))
