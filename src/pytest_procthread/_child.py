@@ -371,17 +371,10 @@ def _format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def _hidden_locals(frame: Any) -> dict[str, Any]:
-    """The only local a child's frame keeps on its way back: pytest's ``__tracebackhide__``,
-    so that pytest hides in the test process the frames it would have hidden here."""
-    hide = frame.f_locals.get("__tracebackhide__")
-    return {"__tracebackhide__": True} if hide is True else {}
-
-
 def _install_exception_pickling(exc: BaseException) -> None:
     from tblib import pickling_support
 
-    pickling_support.install(exc, get_locals=_hidden_locals)
+    pickling_support.install(exc)
     _carry_tracebacks()
     # tblib rebuilds an exception whose class has its own __init__ but the default
     # __reduce__ without calling that __init__. For built-in classes, that __init__ is what
@@ -460,7 +453,6 @@ def _reduce_relocated_exception(exc: BaseException) -> Any:
 
 def _picklable_exception(exc: BaseException) -> BaseException:
     """The exception itself when it survives a round trip, else a faithful stand-in."""
-    from tblib import pickling_support
 
     _install_exception_pickling(exc)
     try:
@@ -476,14 +468,14 @@ def _picklable_exception(exc: BaseException) -> BaseException:
         f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), _format_exception(exc)
     )
     stand_in.__traceback__ = exc.__traceback__
-    pickling_support.install(stand_in, get_locals=_hidden_locals)
-    _carry_tracebacks()
+    _install_exception_pickling(stand_in)
     return stand_in
 
 
 def _carry_tracebacks() -> None:
-    """Tracebacks go as ``_tracebacks`` carries them (source span, arguments, locals),
-    not as tblib's bare frames; tblib still rebuilds the exceptions around them."""
+    """Tracebacks go as ``_tracebacks`` carries them (source span, arguments, locals,
+    ``__tracebackhide__``), not as tblib's bare frames; tblib still rebuilds the exceptions
+    around them. After tblib's ``install``, which registers its own reducer each time."""
     import copyreg
     import types
 

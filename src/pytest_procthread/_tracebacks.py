@@ -14,12 +14,13 @@ Only exceptions take this path, so none of it costs a passing test anything.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import keyword
 import linecache
 import sys
 import types
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 _CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08
 # Bounds on what a traceback carries: the frames nearest the failure, per frame.
@@ -93,16 +94,30 @@ def _usable_name(name: Any) -> bool:
             and name not in ("__tracebackhide__", _RAISER, _LOCALS))
 
 
-def _safe_repr(value: Any) -> str:
+def _plain_repr(value: Any) -> str:
+    """Outside pytest: a bounded repr that survives a failing ``__repr__``."""
     try:
-        from _pytest._io.saferepr import saferepr
-    except ImportError:  # not under pytest: a plain bounded repr
+        text = repr(value)
+    except Exception as exc:
+        text = f"<[{type(exc).__name__} raised in repr()] {type(value).__name__} object>"
+    return text if len(text) <= _MAX_REPR else text[:_MAX_REPR - 3] + "..."
+
+
+_repr_function: Optional[Callable[[Any], str]] = None
+
+
+def _safe_repr(value: Any) -> str:
+    """pytest's own repr of a local, so that it reads the same in the report; looked up
+    once, since a failed import would walk the import system again for every local."""
+    global _repr_function
+    if _repr_function is None:
         try:
-            text = repr(value)
-        except Exception as exc:
-            text = f"<[{type(exc).__name__} raised in repr()] {type(value).__name__} object>"
-        return text if len(text) <= _MAX_REPR else text[:_MAX_REPR - 3] + "..."
-    return str(saferepr(value, maxsize=_MAX_REPR))
+            from _pytest._io.saferepr import saferepr
+        except ImportError:
+            _repr_function = _plain_repr
+        else:
+            _repr_function = functools.partial(saferepr, maxsize=_MAX_REPR)
+    return str(_repr_function(value))
 
 
 def _position(tb: types.TracebackType) -> Position:

@@ -20,11 +20,11 @@ Inside the child:
 - ``record_property``, ``record_xml_attribute`` and ``record_testsuite_property`` record
   their calls, which are made again in the test process;
 - ``capsys``, ``capfd`` (and the binary kinds) read what the child wrote so far;
-
-The side channel and the stand-ins are in ``_sidecar`` and ``_standins``.
 - everything the child writes on fd 1 and 2 is written to the test process's
   ``sys.stdout`` and ``sys.stderr``, so it shows under "Captured stdout call", and with
   ``-s`` it is copied to the terminal while the test runs.
+
+The side channel and the stand-ins are in ``_sidecar`` and ``_standins``.
 
 A child that crashes or runs out of time fails the test with what happened, its stacks
 (faulthandler) and what it printed, after ``pytest_procthread_isolated_crash``.
