@@ -7,8 +7,10 @@ Run it by hand (it is not a test):
 
 It writes a test file of ``--tests`` trivial tests and runs pytest on it in a subprocess
 with the interpreter ``--python`` (default: this one): once plain; once with a bare
-``os.fork()`` per test body and nothing else (the floor of any fork-per-test design: no
-output capture, no result, no crash report); once with ``--forked`` where pytest-forked is
+``os.fork()`` per test body and nothing else (no output capture, no result, no crash
+report); once more so, but forking as ``--isolated`` does, without the standard library's
+lock-reset hooks when the process has one thread (``_forkhooks``), which is the floor of
+``--isolated`` under fork; once with ``--forked`` where pytest-forked is
 installed for that interpreter (it breaks on pytest 9; see benchmarks/README.md for a venv
 with pytest 8.4); and once with ``--isolated`` per start method. The variants are
 interleaved round by round, so that whatever the machine does at that moment weighs on
@@ -44,8 +46,8 @@ def test_trivial(i):
     assert i >= 0
 """
 
-# The floor of any fork-per-test design: a bare os.fork() per test body, no output
-# capture, no result, no crash report; enabled by an environment variable.
+# A bare fork per test body, no output capture, no result, no crash report: with
+# os.fork(), and with the fork --isolated uses (its floor); chosen by an environment variable.
 FLOOR_CONFTEST = """\
 import os
 
@@ -54,9 +56,15 @@ import pytest
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):
-    if not os.environ.get("BENCH_BARE_FORK"):
+    how = os.environ.get("BENCH_BARE_FORK")
+    if not how:
         return None
-    pid = os.fork()
+    if how == "trimmed":
+        from pytest_procthread import _forkhooks
+
+        pid = _forkhooks.fork()
+    else:
+        pid = os.fork()
     if pid == 0:
         try:
             pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in pyfuncitem._fixtureinfo.argnames})
@@ -67,7 +75,10 @@ def pytest_pyfunc_call(pyfuncitem):
 """
 
 COMMON = ["-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:randomly"]
-BARE_FORK = "bare os.fork (floor)"
+BARE_FORK = "bare os.fork"
+# The same, with the lock-reset hooks left out as --isolated leaves them out (_forkhooks).
+TRIMMED_FORK = "bare fork, trimmed (floor)"
+FLOORS = {BARE_FORK: "1", TRIMMED_FORK: "trimmed"}
 
 
 def _has_module(python: str, name: str) -> bool:
@@ -86,8 +97,8 @@ def _versions(python: str) -> str:
 
 def _run(python: str, directory: str, extra: list[str], tests: int) -> float:
     env = dict(os.environ)
-    if extra == [BARE_FORK]:
-        extra, env["BENCH_BARE_FORK"] = [], "1"
+    if len(extra) == 1 and extra[0] in FLOORS:
+        extra, env["BENCH_BARE_FORK"] = [], FLOORS[extra[0]]
     started = time.perf_counter()
     done = subprocess.run(
         [python, "-m", "pytest", *COMMON, *extra, "test_trivial.py"],
@@ -119,6 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     variants: dict[str, list[str]] = {"plain": []}
     if hasattr(os, "fork"):
         variants[BARE_FORK] = [BARE_FORK]
+        variants[TRIMMED_FORK] = [TRIMMED_FORK]
     if _has_module(python, "pytest_forked"):
         variants["pytest-forked --forked"] = ["--forked"]
     for method in args.methods.split(","):

@@ -30,6 +30,8 @@ from multiprocessing import process as _mp_process_module
 from multiprocessing import util as _mp_util_module
 from typing import Any, Callable, Optional
 
+from . import _forkhooks
+
 # multiprocessing's own (private) state, which a child made without it must reset. Imported
 # here, in the test process: an import statement run in the child walks the import system
 # and copies every memory page that walk writes to.
@@ -81,7 +83,7 @@ class ForkedChild:
             sentinel_r, sentinel_w = os.pipe()  # EOF for the parent once the child has ended
         core_limit = _cores_off()
         try:
-            pid = os.fork()
+            pid = _forkhooks.fork()
             if pid == 0:  # the child
                 global started_without_cores
                 started_without_cores = core_limit is not None
