@@ -225,6 +225,44 @@ def test_expectations_conditions(tmp_path: Path) -> None:
         load_expectations(path, {"c"}, {"gil_enabled"})
 
 
+def test_an_expectation_may_allow_either_verdict(pytester: pytest.Pytester) -> None:
+    """A measured claim that goes either way by the machine: both verdicts are as expected,
+    anything else still is not, and a verdict outside the list is refused when loaded."""
+    pytester.makefile(".toml", claims=MINI_CLAIMS, expectations="""
+[[expect]]
+claim = "gamma"
+verdict = ["holds", "refuted"]
+reason = "it depends on the machine"
+""")
+    pytester.makeconftest(MINI_CONFTEST)
+    pytester.makepyfile(test_checks="""
+import pytest
+
+@pytest.mark.claim("gamma")
+def test_gamma_holds(claim):
+    claim.compare(lambda: 3.0, lambda: 1.0, a_label="slow", b_label="fast", budget=0.2)
+
+@pytest.mark.claim("gamma")
+def test_gamma_refuted(claim):
+    claim.compare(lambda: 1.0, lambda: 3.0, a_label="fast", b_label="slow", budget=0.2)
+
+@pytest.mark.claim("beta")
+def test_beta_refuted_unexpectedly(claim):
+    claim.refuted("beta figure")
+""")
+    result = pytester.runpytest_subprocess(*INNER_FLAGS, "-rA")
+    result.assert_outcomes(passed=1, xfailed=1, failed=1)
+    out = result.stdout.str()
+    assert "gamma [-] refuted, as expected: it depends on the machine" in out
+    assert "beta [-] REFUTED here, expected holds" in out
+    bad = pytester.path / "bad.toml"
+    bad.write_text('[[expect]]\nclaim = "gamma"\nverdict = ["holds", "maybe"]\nreason = "r"\n')
+    with pytest.raises(ValueError, match="verdict .* is not one of"):
+        load_expectations(bad, {"gamma"}, set())
+    either = load_expectations(pytester.path / "expectations.toml", {"gamma"}, set())
+    assert expected_verdict(either, "gamma", {}) == ("holds or refuted", "it depends on the machine")
+
+
 def test_median_ci_and_decision() -> None:
     assert median_ci(list(range(1, 11))) == (2, 9)
     assert median_ci(list(range(1, 101))) == (40, 61)

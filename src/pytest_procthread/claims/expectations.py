@@ -1,7 +1,9 @@
 """Where a claim is expected to come out other than "holds", and why.
 
 An expectation names a claim, the verdict expected, a reason, and conditions over runtime
-facts (any field of RuntimeFacts, plus ``start_method`` and ``python``). A condition value
+facts (any field of RuntimeFacts, plus ``start_method`` and ``python``). The verdict may be
+a list, for a measured claim that goes one way or the other by the machine, not by
+anything the runtime facts can tell (it is then written "holds or refuted"). A condition value
 is matched exactly, a list matches any of its items, and a string such as ``">=2"`` or
 ``"<3.12"`` compares numbers or versions. The first matching expectation wins.
 """
@@ -20,6 +22,12 @@ else:
     import tomli as tomllib
 
 VERDICTS = ("holds", "refuted", "inconclusive", "unsupported")
+EITHER = " or "  # joins the verdicts of an expectation that allows several
+
+
+def allowed(expected: str) -> tuple[str, ...]:
+    """The verdicts an expected verdict ("refuted", "holds or refuted") allows."""
+    return tuple(expected.split(EITHER))
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
     ">": operator.gt, "<": operator.lt,
@@ -72,8 +80,12 @@ def load_expectations(path: Path, known_claims: set[str], fact_keys: set[str]) -
         if claim not in known_claims:
             raise ValueError(f"{where} names unknown claim {claim!r}")
         verdict = raw.get("verdict")
-        if verdict not in VERDICTS:
-            raise ValueError(f"{where}: verdict {verdict!r} is not one of {VERDICTS}")
+        verdicts = verdict if isinstance(verdict, list) else [verdict]
+        if not verdicts or any(v not in VERDICTS for v in verdicts):
+            raise ValueError(
+                f"{where}: verdict {verdict!r} is not one of {VERDICTS} (or a list of them)"
+            )
+        verdict = EITHER.join(verdicts)
         if not raw.get("reason"):
             raise ValueError(f"{where} for {claim!r} gives no reason")
         when = raw.get("when", {})
