@@ -121,7 +121,7 @@ class ClaimCheck:
             )
         self.verdict = verdict
         self.evidence.update(evidence)
-        as_expected = verdict in allowed(self.expected) or verdict in ("inconclusive", "unsupported")
+        as_expected = verdict in (*allowed(self.expected), "inconclusive", "unsupported")
         self._record({
             "claim": self.claim.id,
             "variant": self.variant,
