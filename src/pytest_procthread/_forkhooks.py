@@ -36,8 +36,8 @@ _Lists = tuple[list[Any], list[Any], list[Any]]  # before, after_in_parent, afte
 _lists: Optional[_Lists] = None
 _looked = False
 # Made for the lengths the lists had then: (lengths, the lists' contents, the contents
-# without the skipped hooks, whether any hook is skipped).
-_plan: Optional[tuple[tuple[int, int, int], _Lists, _Lists, bool]] = None
+# without the skipped hooks, the positions of the lists that lose a hook).
+_plan: Optional[tuple[tuple[int, int, int], _Lists, _Lists, tuple[int, ...]]] = None
 
 
 def _find_lists() -> Optional[_Lists]:
@@ -89,19 +89,15 @@ def _skippable() -> Callable[[Any], bool]:
     return skippable
 
 
-def _current_plan(lists: _Lists) -> tuple[_Lists, _Lists, bool]:
+def _current_plan(lists: _Lists) -> tuple[_Lists, _Lists, tuple[int, ...]]:
     global _plan
     lengths = (len(lists[0]), len(lists[1]), len(lists[2]))
     # Hooks are only ever appended, so equal lengths mean equal lists.
     if _plan is None or _plan[0] != lengths:
         skippable = _skippable()
-        originals: _Lists = (list(lists[0]), list(lists[1]), list(lists[2]))
-        trimmed: _Lists = (
-            [hook for hook in originals[0] if not skippable(hook)],
-            [hook for hook in originals[1] if not skippable(hook)],
-            [hook for hook in originals[2] if not skippable(hook)],
-        )
-        changed = sum(map(len, trimmed)) != sum(lengths)
+        originals: Any = tuple(list(hooks) for hooks in lists)
+        trimmed: Any = tuple([h for h in hooks if not skippable(h)] for hooks in originals)
+        changed = tuple(i for i in range(3) if len(trimmed[i]) != lengths[i])
         _plan = (lengths, originals, trimmed, changed)
     return _plan[1], _plan[2], _plan[3]
 
@@ -110,9 +106,9 @@ def _one_thread() -> bool:
     return threading.active_count() == 1 and len(sys._current_frames()) == 1
 
 
-def _put(lists: _Lists, contents: _Lists) -> None:
-    for hooks, content in zip(lists, contents):
-        hooks[:] = content
+def _put(lists: _Lists, contents: _Lists, which: tuple[int, ...]) -> None:
+    for i in which:  # only the lists that lose a hook: every write here is a copied page
+        lists[i][:] = contents[i]
 
 
 def _hook_lists() -> Optional[_Lists]:
@@ -135,12 +131,12 @@ def fork() -> int:
     originals, trimmed, changed = _current_plan(lists)
     if not changed:
         return os.fork()
-    _put(lists, trimmed)
+    _put(lists, trimmed, changed)
     try:
         pid = os.fork()
     finally:
         # In both processes: the child may fork in turn, with threads of its own.
-        _put(lists, originals)
+        _put(lists, originals, changed)
     return pid
 
 

@@ -1,10 +1,10 @@
 """Where a claim is expected to come out other than "holds", and why.
 
 An expectation names a claim, the verdict expected, a reason, and conditions over runtime
-facts (any field of RuntimeFacts, plus ``start_method`` and ``python``). The verdict may be
-a list, for a measured claim that goes one way or the other by the machine, not by
-anything the runtime facts can tell (it is then written "holds or refuted"). A condition value
-is matched exactly, a list matches any of its items, and a string such as ``">=2"`` or
+facts (any field of RuntimeFacts, plus ``start_method`` and ``python``). The verdict may
+be a list, for a measured claim that goes one way or the other by the machine, not by
+anything the runtime facts can tell (it is then written "holds or refuted"). A condition
+value is matched exactly, a list matches any of its items, and a string such as ``">=2"`` or
 ``"<3.12"`` compares numbers or versions. The first matching expectation wins.
 """
 
@@ -25,13 +25,15 @@ VERDICTS = ("holds", "refuted", "inconclusive", "unsupported")
 EITHER = " or "  # joins the verdicts of an expectation that allows several
 
 
-def allowed(expected: str) -> tuple[str, ...]:
-    """The verdicts an expected verdict ("refuted", "holds or refuted") allows."""
-    return tuple(expected.split(EITHER))
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
     ">": operator.gt, "<": operator.lt,
 }
+
+
+def allowed(expected: str) -> tuple[str, ...]:
+    """The verdicts an expected verdict ("refuted", "holds or refuted") allows."""
+    return tuple(expected.split(EITHER))
 
 
 @dataclass(frozen=True)
