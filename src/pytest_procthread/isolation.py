@@ -754,8 +754,10 @@ def _scratch_dir() -> str:
 def end_session() -> None:
     """Stop the warm templates and remove the scratch directory (at session end)."""
     global _scratch
+    from . import _fork
     from .process import remove_idle_scratch, stop_templates
 
+    _fork.reap_exiting()
     stop_templates()
     remove_idle_scratch()
     if _scratch is not None:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import pytest
 
-from . import isolation, newhooks, parallel, requires
+from . import _fork, isolation, newhooks, parallel, requires
 from .runtime import runtime_facts
 from .settings import resolve
 
@@ -112,6 +112,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
     result = parallel.fan_out(pyfuncitem.obj, kwargs, threads, timeout)
     isolation.warn_returned(pyfuncitem, None if result is None else repr(type(result)))
     return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    # The child of an isolated test may still be exiting (it said it was done, see
+    # _fork): gone before the first fixture is torn down, so no teardown sees it.
+    _fork.reap_exiting()
 
 
 @pytest.fixture

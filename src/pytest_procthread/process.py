@@ -256,14 +256,23 @@ class ProcessHandle:
     def _drain(self, deadline: float) -> None:
         """Read the result as it comes and wait for the child to end, until ``deadline``."""
         sentinel = self._process.sentinel
+        # A direct fork child of --isolated says when it is done, before its exit (_fork).
+        done = getattr(self._process, "done", None)
         while True:
             remaining = deadline - time.monotonic()
             waitables: list[Any] = [sentinel]
             if self._result_conn is not None:
                 waitables.append(self._result_conn)
+            if done is not None:
+                waitables.append(done)
             ready = _wait(waitables, max(0.0, remaining))
             if self._result_conn is not None and self._result_conn in ready:
                 self._receive_result()
+            if done is not None and done in ready:
+                if self._process.note_done():
+                    return
+                done = None  # it ended without saying so: wait for the sentinel
+                continue
             if sentinel in ready:
                 if self._result_conn is not None and self._result_conn.poll(0):
                     self._receive_result()
@@ -569,7 +578,7 @@ class ProcessRunner:
         _live_handles.add(handle)
         _register_atexit()
         try:
-            handle._attach(_fork.ForkedChild(child_main, (spec,), identity))
+            handle._attach(_fork.ForkedChild(child_main, (spec,), identity, signal_done=self._warm))
         except BaseException:
             self._root._handles.remove(handle)
             _live_handles.discard(handle)
