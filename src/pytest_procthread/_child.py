@@ -210,16 +210,26 @@ def _unbuffer_c_stdio() -> None:
     # The same for C-level writes (printf, puts, an extension's fprintf): the C library
     # buffers its stdout when it is a file, and that buffer is lost on a crash and on
     # os._exit, which is how multiprocessing ends a forked child even when all went well.
+    global _c_stdio_unbuffered
+    if _c_stdio_unbuffered:  # so since the parent (see prepare_parent_for_fork)
+        return
     found = _c_stdio()
     if found is None:
         return
     setvbuf, streams = found
     unbuffered = 2  # _IONBF on glibc, musl, macOS and the BSDs
+    done = True
     for stream in streams:
         try:
             setvbuf(stream, None, unbuffered, 0)
         except Exception:
-            pass
+            done = False
+    _c_stdio_unbuffered = done and bool(streams)
+
+
+# True once this process's C stdout and stderr are unbuffered; a fork child inherits both
+# the streams and the flag.
+_c_stdio_unbuffered = False
 
 
 _C_STDIO: Optional[tuple[Any, list[int]]] = None
@@ -261,9 +271,13 @@ def prepare_parent_for_fork() -> None:
     """Do in the parent, once, what every forked child would otherwise do for itself.
 
     Importing ctypes and looking up the C library's streams costs a forked child about
-    3 ms, more than the fork itself; done here once, every fork child inherits it.
+    3 ms, more than the fork itself; done here once, every fork child inherits it. The
+    streams are made unbuffered here too, as the child needs them (two ctypes calls cost a
+    fork child about 0.1 ms of copied pages). In the test process that only means C-level
+    output is written as it is printed: under pytest's capture it lands in the section of
+    the test that printed it rather than whenever the buffer fills.
     """
-    _c_stdio()
+    _unbuffer_c_stdio()
     _spare_streams()
     try:
         import resource  # noqa: F401  (suppress_crash_reports imports it in the child)
