@@ -10,9 +10,9 @@ the exit handlers at the end (which stop the children the child started).
 
 With ``signal_done=True`` (``--isolated``) the child also says when it is done, on a pipe,
 just before it exits: the test process goes on from there, without waiting for the exit.
-A child's exit returns every page of a copy of the test process's memory to the kernel,
-about 0.7 ms in a pytest process, as long as the fork itself; done while the test process
-writes its report, it is off the test's path. The child is reaped before the test's
+A child's exit takes down its page tables, a copy of the test process's, and frees the
+pages it copied: about 0.7 ms in a pytest process, as long as the fork itself. Done while
+the test process writes its report, it is off the test's path. The child is reaped before the test's
 fixtures are torn down (``reap_exiting``), so no fixture or later test sees it.
 
 :class:`ForkedChild` offers what :class:`~pytest_procthread.process.ProcessHandle` uses of
