@@ -171,6 +171,14 @@ class ForkedChild:
             self._wait_exit(deadline)
 
     def _wait_exit(self, deadline: Optional[float]) -> None:
+        code = self._reaped_by(deadline)
+        if code is not None:
+            self.exitcode = code
+
+    def _reaped_by(self, deadline: Optional[float]) -> Optional[int]:
+        """Reap the child once it has ended, waiting no longer than ``deadline``: its exit
+        code (255 if someone else reaped it and its status is lost), or None if it has
+        not ended by then. Leaves ``exitcode`` as it is."""
         pidfd = -1
         if hasattr(os, "pidfd_open"):
             try:
@@ -178,15 +186,20 @@ class ForkedChild:
             except OSError:
                 pidfd = -1
         try:
-            while self.exitcode is None:
+            while True:
+                try:
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:
+                    return 255
+                if pid:
+                    return os.waitstatus_to_exitcode(status)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    return
+                    return None
                 if pidfd >= 0:
                     select.select([pidfd], [], [], remaining)
                 else:  # no pidfd here: check again shortly, never past the deadline
                     time.sleep(min(0.001, remaining) if remaining is not None else 0.001)
-                self._reap(block=False)
         finally:
             if pidfd >= 0:
                 os.close(pidfd)
@@ -215,33 +228,15 @@ class ForkedChild:
         said stays. Bounded: one still there after ``REAP_GRACE`` seconds is stuck in the
         kernel; it is killed, waited for a moment more, then left to the system."""
         try:
-            if not self._wait_reaped(REAP_GRACE):
+            if self._reaped_by(time.monotonic() + REAP_GRACE) is None:
                 try:
                     os.kill(self.pid, signal.SIGKILL)
                 except OSError:
                     pass
-                self._wait_reaped(STUCK_GRACE)
+                self._reaped_by(time.monotonic() + STUCK_GRACE)
         finally:
             self._exiting = False
             self.close()
-
-    def _wait_reaped(self, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        watch = self.sentinel
-        while True:
-            try:
-                if os.waitpid(self.pid, os.WNOHANG)[0]:
-                    return True
-            except ChildProcessError:  # reaped by someone else
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if watch is not None:
-                select.select([watch], [], [], remaining)
-                watch = None  # fired: the exit status follows within moments
-            else:
-                time.sleep(min(0.0005, remaining))
 
     def close(self) -> None:
         if self.done is not None:
