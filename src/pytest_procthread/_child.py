@@ -115,16 +115,24 @@ def _send_bytes(conn: Any, data: bytes) -> None:
     if not isinstance(conn, FdRef):
         conn.send_bytes(data)
         return
-    # The framing of multiprocessing.connection.Connection._send_bytes.
-    n = len(data)
-    if n > 0x7FFFFFFF:
-        header = (-1).to_bytes(4, "big", signed=True) + n.to_bytes(8, "big")
+    if data is RETURNED_NONE:  # most results: framed once, at import
+        parts: tuple[bytes, ...] = (_RETURNED_NONE_FRAMED,)
     else:
-        header = n.to_bytes(4, "big", signed=True)
-    for part in (header + data,) if n <= 16384 else (header, data):
-        view = memoryview(part)
-        while view:
-            view = view[os.write(conn.fd, view):]
+        header = _header(len(data))
+        parts = (header + data,) if len(data) <= 16384 else (header, data)
+    for part in parts:
+        written = os.write(conn.fd, part)
+        if written < len(part):  # a short write, on a full pipe
+            view = memoryview(part)[written:]
+            while view:
+                view = view[os.write(conn.fd, view):]
+
+
+def _header(n: int) -> bytes:
+    # The framing of multiprocessing.connection.Connection._send_bytes.
+    if n > 0x7FFFFFFF:
+        return (-1).to_bytes(4, "big", signed=True) + n.to_bytes(8, "big")
+    return n.to_bytes(4, "big", signed=True)
 
 
 def suppress_crash_reports() -> None:
@@ -501,6 +509,7 @@ def _carry_tracebacks() -> None:
 RETURNED_NONE = pickle.dumps(
     {"v": RESULT_VERSION, "status": "returned", "value": None}, pickle.HIGHEST_PROTOCOL
 )
+_RETURNED_NONE_FRAMED = _header(len(RETURNED_NONE)) + RETURNED_NONE
 # Values that plain pickle sends faithfully everywhere, without a look at each object.
 _PLAIN_VALUES = (type(None), bool, int, float, str, bytes)
 
@@ -535,9 +544,20 @@ def _send(conn: Any, result: dict[str, Any]) -> None:
 _THREAD_EXCEPTHOOK = getattr(threading, "__excepthook__", threading.excepthook)
 
 
+def keep(*replaced: Any) -> None:
+    """In a fork child: hold on to objects of the parent that the child replaces. Freed,
+    each would write to its own memory page and to its neighbours' in the collector's
+    list (copies of the parent's pages, a few microseconds each); the child ends soon."""
+    _kept.extend(replaced)
+
+
+_kept: list[Any] = []
+
+
 def _restore_default_hooks() -> None:
     # A forked child inherits the test process's hooks, pytest's among them, which would
     # swallow a thread's unhandled exception instead of printing it to the child's stderr.
+    keep(sys.excepthook, threading.excepthook, getattr(sys, "unraisablehook", None))
     sys.excepthook = sys.__excepthook__
     threading.excepthook = _THREAD_EXCEPTHOOK
     if hasattr(sys, "__unraisablehook__"):

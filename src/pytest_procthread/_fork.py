@@ -392,8 +392,12 @@ def _run(
         if identity is not None:
             identity.install()
         else:
-            mp_process._children = set()  # the parent's children are not this child's
-        mp_util._finalizer_registry.clear()
+            # The parent's children are not this child's. An empty set stays: replaced,
+            # it would be freed here, which writes to the pages of its neighbours too.
+            if mp_process._children:
+                mp_process._children = set()
+        if mp_util._finalizer_registry:
+            mp_util._finalizer_registry.clear()
         # Queues, locks and managers made before the fork; the check spares a child that
         # has none a sorted copy of an empty registry (pages copied, nothing done).
         if mp_util._afterfork_registry:

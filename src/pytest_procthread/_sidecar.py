@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from ._capture import Capture
+from ._child import keep
 
 # The attributes every LogRecord has; anything else came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -97,6 +98,7 @@ def route_warnings(sidecar: Sidecar, sink: Any, fresh: bool) -> None:
     is a new interpreter, with no catcher at all.
     """
     current = getattr(warnings, "_showwarnmsg_impl", None)
+    keep(current, warnings.showwarning)
     if current is None or getattr(sys.flags, "context_aware_warnings", False):
         # Catchers keep their records elsewhere here; the public hook is what is left.
         warnings.showwarning = sidecar.showwarning
@@ -202,6 +204,7 @@ def relay_logs(sidecar: Sidecar, writers: tuple[logging.Handler, ...], fresh: bo
         relay.sidecar = sidecar
         root.addHandler(relay)
     elif writers:
+        keep(root.handlers)
         root.handlers = [h for h in root.handlers if h not in writers]
 
 
