@@ -98,3 +98,47 @@ def test_the_warden_ends_with_its_test_process() -> None:
     except psutil.NoSuchProcess:
         return  # gone already
     assert wait_ended(warden, WAIT)
+
+
+@pytest.mark.parametrize("tests", ["skipped", "forking"])
+def test_started_with_the_session_under_isolated(pytester: pytest.Pytester, tests: str) -> None:
+    """Under --isolated with fork the warden starts at session start, while tests are
+    collected; a session whose tests never fork still waits for it, and leaves nothing."""
+    pytester.makeconftest(
+        """
+        import os
+        from pytest_procthread import _warden
+
+        def pytest_collection_finish(session):
+            print("warden on its way:", _warden._pending is not None)
+
+        def pytest_unconfigure(config):
+            print("warden settled:", _warden._pending is None and _warden._warden is not None)
+        """
+    )
+    skip = "@pytest.mark.skip(reason='never forks')" if tests == "skipped" else ""
+    pytester.makepyfile(
+        f"""
+        import os
+        import pytest
+
+        {skip}
+        def test_child(request):
+            assert os.getpid() != request.config._parent_pid
+        """
+    )
+    pytester.makeconftest(
+        pytester.path.joinpath("conftest.py").read_text()
+        + "\ndef pytest_configure(config):\n    config._parent_pid = os.getpid()\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "-s", "-p", "no:cacheprovider", "--isolated", "--procthread-start-method=fork",
+        "--procthread-check-leaks",
+    )
+    if tests == "skipped":
+        result.assert_outcomes(skipped=1)
+    else:
+        result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*warden on its way: True*", "*warden settled: True*"])
+    result.stdout.no_fnmatch_line("*left behind*")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import select
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 # Runs in the warden: stdlib only, Python 3.9+, no site (-I -S).
 _WARDEN = r"""
@@ -167,6 +167,33 @@ class _Warden:
 
 _warden: Optional[_Warden] = None
 _unavailable = False
+# Started by start_soon() and not waited for yet: (the process that started it, the first
+# stage, the write end of the warden's pipe).
+_pending: Optional[tuple[int, Any, int]] = None
+
+
+def start_soon() -> None:
+    """Start this process's warden now, in the background, where fork children will need
+    one: an interpreter's start-up (about 15 ms) then overlaps with test collection instead
+    of delaying the first fork child. :func:`pipe_for_child` waits for it."""
+    global _pending
+    if _warden is not None or _pending is not None or _unavailable or not _supported():
+        return
+    launched = _launch()
+    if launched is not None:
+        _pending = (os.getpid(), *launched)
+
+
+def settle() -> None:
+    """Wait for a warden started by :func:`start_soon` (its first stage is a child of this
+    process until then). Called by :func:`pipe_for_child` and at session end."""
+    global _pending, _warden, _unavailable
+    pending, _pending = _pending, None
+    if pending is None or pending[0] != os.getpid():  # a fork child's copy: not its own
+        return
+    _warden = _finish(pending[1], pending[2])
+    if _warden is None:
+        _unavailable = True
 
 
 def _supported() -> bool:
@@ -183,7 +210,8 @@ def _supported() -> bool:
     return True
 
 
-def _start() -> Optional[_Warden]:
+def _launch() -> Optional[tuple[Any, int]]:
+    """Start the warden's first stage; the stage and the write end of the warden's pipe."""
     import subprocess  # here: a fresh child imports this module, and never starts a warden
 
     read_end, write_end = os.pipe()
@@ -198,6 +226,13 @@ def _start() -> Optional[_Warden]:
         os.close(write_end)
         return None
     os.close(read_end)
+    return stage, write_end
+
+
+def _finish(stage: Any, write_end: int) -> Optional[_Warden]:
+    """Wait for the first stage to name the warden it forked (it then exits)."""
+    import subprocess
+
     try:
         out, _ = stage.communicate(timeout=START_WAIT)
         pid = int(out.split()[0])
@@ -214,6 +249,8 @@ def pipe_for_child() -> Optional[int]:
     """This process's warden's pipe, for a fork child to enlist in (starting the warden
     the first time); None where there is none, and the child must watch for itself."""
     global _warden, _unavailable
+    if _pending is not None:
+        settle()
     warden = _warden
     if warden is not None and warden.owner == os.getpid() and warden.alive():
         return warden.pipe
@@ -225,7 +262,8 @@ def pipe_for_child() -> Optional[int]:
     if not _supported():
         _unavailable = True
         return None
-    _warden = _start()
+    launched = _launch()
+    _warden = None if launched is None else _finish(*launched)
     if _warden is None:
         _unavailable = True  # it could not start here: do not pay for trying again
         return None

@@ -754,10 +754,11 @@ def _scratch_dir() -> str:
 def end_session() -> None:
     """Stop the warm templates and remove the scratch directory (at session end)."""
     global _scratch
-    from . import _fork
+    from . import _fork, _warden
     from .process import remove_idle_scratch, stop_templates
 
     _fork.reap_exiting()
+    _warden.settle()  # started at session start for a run whose tests never forked
     stop_templates()
     remove_idle_scratch()
     if _scratch is not None:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import pytest
 
-from . import _fork, isolation, newhooks, parallel, requires
+from . import _fork, _warden, isolation, newhooks, parallel, requires
 from .runtime import runtime_facts
 from .settings import resolve
 
@@ -44,6 +44,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _MARKER_ERROR = pytest.StashKey[str]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Under --isolated with fork, every test forks: the warden that watches fork children
+    # starts now, while the tests are collected, not at the first test (see _warden).
+    config = session.config
+    if not config.getoption("procthread_isolated", False) or not _fork.available():
+        return
+    if config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput"):
+        return  # pytest-xdist's controller runs no test; its workers start their own
+    try:
+        method = resolve(config).start_method
+    except ValueError:
+        return  # a bad setting is reported where it is used
+    if method == "fork":
+        _warden.start_soon()
 
 
 @pytest.hookimpl(tryfirst=True)
