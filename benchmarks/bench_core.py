@@ -265,7 +265,7 @@ def header(rounds: int) -> dict[str, Any]:
     import platform
 
     import pytest_procthread
-    import pytest_procthread._child as child
+    import pytest_procthread.child.main as child
     from pytest_procthread.runtime import runtime_facts
 
     try:

@@ -6,6 +6,9 @@ import pytest
 
 from pytest_procthread.process import ProcessRunner
 
+# Files that the tests copy into inner pytest runs; not tests of this suite.
+collect_ignore = ["examples"]
+
 START_METHODS = ["fork", "forkserver", "spawn"]
 RUNNER_WAIT = 30.0  # the bound of every wait of a runner; a passing run takes a fraction
 

@@ -1,4 +1,4 @@
-"""The child's output and result files (_capture): framing, cut-short messages, cleanup."""
+"""The child's output and result files (process.capture): framing, cut-short messages, cleanup."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pytest_procthread import _capture
+from pytest_procthread.process import capture as captures
 
 
 def _frame(data: bytes, long_header: bool = False) -> bytes:
@@ -16,7 +16,7 @@ def _frame(data: bytes, long_header: bool = False) -> bytes:
 
 
 def _have_memory_files() -> bool:
-    fd = _capture.new_memory_file("probe")
+    fd = captures.new_memory_file("probe")
     if fd is None:
         return False
     os.close(fd)
@@ -31,11 +31,11 @@ needs_memory_files = pytest.mark.skipif(
 @needs_memory_files
 @pytest.mark.parametrize("long_header", [False, True])
 def test_a_whole_message_is_read_back(long_header: bool) -> None:
-    fd = _capture.new_memory_file("result")
+    fd = captures.new_memory_file("result")
     assert fd is not None
     try:
         os.write(fd, _frame(b"payload" * 1000, long_header))
-        assert _capture.read_message(fd) == b"payload" * 1000
+        assert captures.read_frame(fd) == b"payload" * 1000
     finally:
         os.close(fd)
 
@@ -45,18 +45,18 @@ def test_a_whole_message_is_read_back(long_header: bool) -> None:
 def test_a_message_cut_short_reads_as_none(cut: int) -> None:
     """A child that dies while writing its result leaves a partial frame: no result, never
     a garbled one."""
-    fd = _capture.new_memory_file("result")
+    fd = captures.new_memory_file("result")
     assert fd is not None
     try:
         os.write(fd, _frame(b"x" * 200)[:cut])
-        assert _capture.read_message(fd) is None
+        assert captures.read_frame(fd) is None
     finally:
         os.close(fd)
 
 
 @needs_memory_files
 def test_a_memory_capture_is_reachable_by_path_and_gone_after_discard() -> None:
-    capture = _capture.new_capture("out", lambda: pytest.fail("no directory needed"))
+    capture = captures.new_capture("out", lambda: pytest.fail("no directory needed"))
     assert capture.fd is not None
     with open(capture.path, "a", encoding="utf-8") as f:  # what a spawned child does
         f.write("from the child\n")
@@ -72,8 +72,8 @@ def test_a_memory_capture_is_reachable_by_path_and_gone_after_discard() -> None:
 def test_without_memory_files_a_disk_file_in_the_scratch_directory(
     tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_capture, "_MEMORY_FILES", False)
-    capture = _capture.new_capture("err", lambda: str(tmp_path))
+    monkeypatch.setattr(captures, "_MEMORY_FILES", False)
+    capture = captures.new_capture("err", lambda: str(tmp_path))
     assert capture.fd is None and os.path.dirname(capture.path) == str(tmp_path)
     capture.append("text\n")
     assert capture.read_text() == "text\n"

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_procthread import _fork
+from pytest_procthread.process import fork as forking
 
 pytestmark = [
-    pytest.mark.skipif(not _fork.available(), reason="no fork here"),
+    pytest.mark.skipif(not forking.available(), reason="no fork here"),
     pytest.mark.timeout(120),
 ]
 
@@ -52,7 +52,7 @@ def gone(pid: int) -> bool:
 
 def test_done_then_reaped(pipes: list[tuple[int, int]]) -> None:
     go_r, go_w = new_pipe(pipes)
-    child = _fork.ForkedChild(lambda: readable(go_r, WAIT), (), signal_done=True)
+    child = forking.ForkedChild(lambda: readable(go_r, WAIT), (), signal_done=True)
     try:
         assert child.done is not None
         assert not readable(child.done, 0), "done before the target ended"
@@ -60,12 +60,12 @@ def test_done_then_reaped(pipes: list[tuple[int, int]]) -> None:
         assert readable(child.done, WAIT)
         assert child.note_done()
         assert child.exitcode == 0 and not child.is_alive()
-        assert child in _fork._exiting and child.sentinel is not None
+        assert child in forking._exiting and child.sentinel is not None
         child.close()  # as the handle does: the pidfd stays for the reaping
         assert child.sentinel is not None
     finally:
-        _fork.reap_exiting()
-    assert not _fork._exiting
+        forking.reap_exiting()
+    assert not forking._exiting
     assert gone(child.pid), "said it was done, then was not reaped"
     assert child.sentinel is None and child.done is None
 
@@ -84,7 +84,7 @@ def test_done_comes_from_the_child_only(pipes: list[tuple[int, int]]) -> None:
         os.write(reaped_w, b"r")
         readable(go_r, WAIT)
 
-    child = _fork.ForkedChild(target, (), signal_done=True)
+    child = forking.ForkedChild(target, (), signal_done=True)
     try:
         assert readable(reaped_r, WAIT) and os.read(reaped_r, 1) == b"r"
         assert child.done is not None
@@ -93,7 +93,7 @@ def test_done_comes_from_the_child_only(pipes: list[tuple[int, int]]) -> None:
         assert readable(child.done, WAIT)
         assert child.note_done() and child.exitcode == 0
     finally:
-        _fork.reap_exiting()
+        forking.reap_exiting()
     assert gone(child.pid)
 
 
@@ -108,11 +108,11 @@ def test_no_done_is_waited_for_as_before(how: str) -> None:
         os.closerange(3, 4096)  # the done pipe among them
         raise SystemExit(5)
 
-    child = _fork.ForkedChild(target, (), signal_done=True)
+    child = forking.ForkedChild(target, (), signal_done=True)
     assert child.done is not None
     assert readable(child.done, WAIT)
     assert not child.note_done()
-    assert child not in _fork._exiting
+    assert child not in forking._exiting
     child.join(WAIT)
     assert child.exitcode == (7 if how == "os._exit" else 5)
     child.close()
@@ -122,12 +122,12 @@ def test_no_done_is_waited_for_as_before(how: str) -> None:
 def test_reaping_is_bounded(monkeypatch: pytest.MonkeyPatch, pipes: list[tuple[int, int]]) -> None:
     """A child that said it was done but does not end (stuck on its way out) is killed
     after the grace period, not waited for without end."""
-    monkeypatch.setattr(_fork, "REAP_GRACE", 0.2)
+    monkeypatch.setattr(forking, "REAP_GRACE", 0.2)
     go_r, _ = new_pipe(pipes)
-    child = _fork.ForkedChild(lambda: readable(go_r, WAIT), (), signal_done=True)
+    child = forking.ForkedChild(lambda: readable(go_r, WAIT), (), signal_done=True)
     child.exitcode, child._exiting = 0, True  # as note_done() leaves it
-    _fork._exiting.append(child)
-    _fork.reap_exiting()
+    forking._exiting.append(child)
+    forking.reap_exiting()
     assert gone(child.pid)
     assert child.sentinel is None and child.done is None
 

@@ -1,4 +1,4 @@
-"""``_forkhooks.fork``: the standard library's lock-reset hooks left out of a fork only where
+"""``forkhooks.fork``: the standard library's lock-reset hooks left out of a fork only where
 they would change nothing, and every other hook kept.
 
 Each check runs in a fresh interpreter (a subprocess): the test process may have threads
@@ -24,15 +24,15 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 
-# Forks one child with _forkhooks.fork(), runs CHECK in it, and sends back what CHECK
-# returns (a repr on one line); the parent prints it, then its own findings.
+# Forks one child with forkhooks.fork_without_lock_hooks(), runs CHECK in it, and sends
+# back what CHECK returns (a repr on one line); the parent prints it, then its own findings.
 HARNESS = """
 import logging, os, random, sys, threading
-from pytest_procthread import _forkhooks
+from pytest_procthread.process import forkhooks
 
 def child_says(check):
     r, w = os.pipe()
-    pid = _forkhooks.fork()
+    pid = forkhooks.fork_without_lock_hooks()
     if pid == 0:
         os.close(r)
         code = 0
@@ -69,10 +69,10 @@ def run(body: str) -> list[str]:
 
 def test_with_one_thread_the_lock_hooks_are_left_out_and_the_lists_restored() -> None:
     lines = run("""
-        skipped = _forkhooks.skipped_hooks()
+        skipped = forkhooks.skipped_hooks()
         print(threading._after_fork in skipped)
         print(any(getattr(h, "__module__", "") == "logging" for h in skipped))
-        lists = _forkhooks._lists
+        lists = forkhooks._lists
         before = [list(hooks) for hooks in lists]
         limbo_lock = threading._active_limbo_lock
         # threading's hook makes a new lock: the same one in the child means it did not run
@@ -151,7 +151,7 @@ def test_with_two_threads_every_hook_runs() -> None:
 
 def test_a_failed_fork_leaves_the_lists_as_they_were() -> None:
     lines = run("""
-        lists = _forkhooks._lists or (_forkhooks.skipped_hooks() and _forkhooks._lists)
+        lists = forkhooks._lists or (forkhooks.skipped_hooks() and forkhooks._lists)
         before = [list(hooks) for hooks in lists]
         real_fork = os.fork
 
@@ -160,7 +160,7 @@ def test_a_failed_fork_leaves_the_lists_as_they_were() -> None:
 
         os.fork = failing_fork
         try:
-            _forkhooks.fork()
+            forkhooks.fork_without_lock_hooks()
         except BlockingIOError:
             print("raised")
         finally:
@@ -175,14 +175,14 @@ def test_lists_with_nothing_but_the_sentinel_are_found() -> None:
     hold only the sentinels: found all the same, and emptied again."""
     script = textwrap.dedent("""
         import os, sys, threading
-        from pytest_procthread import _forkhooks
+        from pytest_procthread.process import forkhooks
         assert "logging" not in sys.modules, sorted(sys.modules)
         limbo_lock = threading._active_limbo_lock
-        pid = _forkhooks.fork()
+        pid = forkhooks.fork_without_lock_hooks()
         if pid == 0:
             os._exit(0 if threading._active_limbo_lock is limbo_lock else 3)
         _, status = os.waitpid(pid, 0)
-        before, parent, child = _forkhooks._lists
+        before, parent, child = forkhooks._lists
         print(os.waitstatus_to_exitcode(status), before, parent, threading._after_fork in child)
     """)
     done = subprocess.run(

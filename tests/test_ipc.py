@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from pytest_procthread import ProcThreadError
-from pytest_procthread.ipc import _HEADER, IpcPipe, PipeEnd
+from pytest_procthread.ipc import IpcPipe, PipeEnd
+from pytest_procthread.wire import framing
 
 # Inner runs: no cache files, and no hypothesis plugin, whose start-up costs ~0.7 s a run.
 QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
@@ -139,7 +140,7 @@ def test_default_timeout_comes_from_the_fixture_settings(pytester: pytest.Pytest
 def test_timed_out_recv_keeps_the_part_that_arrived(ipc_pipe: IpcPipe) -> None:
     message = _pattern(300_000)
     # Write the wire format by hand: the header and part of the body, the rest later.
-    raw = _HEADER.pack(len(message)) + message
+    raw = framing.frame(message)
     fd = ipc_pipe.child.fileno()
     first = 100_000
     os.write(fd, raw[:first])
@@ -202,7 +203,7 @@ def test_send_to_a_side_that_never_reads_times_out(ipc_pipe: IpcPipe) -> None:
     assert 0.25 <= elapsed < 3.0
     text = str(info.value)
     assert "ipc_pipe.parent.send_bytes()" in text
-    assert f"of {len(data) + _HEADER.size} bytes in time" in text
+    assert f"of {len(framing.frame(data))} bytes in time" in text
     # The message was cut, so the end cannot be used any more.
     assert ipc_pipe.parent.closed
     with pytest.raises(OSError, match=r"ipc_pipe\.parent is closed"):
@@ -216,7 +217,7 @@ def test_send_that_timed_out_before_sending_anything_keeps_the_end(ipc_pipe: Ipc
     with pytest.raises(TimeoutError) as info:
         for sent in range(1, 1_000_000):
             ipc_pipe.child.send_bytes(sent.to_bytes(4, "big"), timeout=0.05)
-    assert "took only 0 of 12 bytes" in str(info.value)
+    assert "took only 0 of 8 bytes" in str(info.value)
     assert "can still be used" in str(info.value)
     assert not ipc_pipe.child.closed
     assert ipc_pipe.parent.recv_bytes(timeout=WAIT) == (1).to_bytes(4, "big")
@@ -252,10 +253,10 @@ def test_closed_end_raises_os_error_naming_it(ipc_pipe: IpcPipe) -> None:
 
 
 def test_eof_in_the_middle_of_a_message_says_what_was_lost(ipc_pipe: IpcPipe) -> None:
-    # The count is of bytes on the wire: the 8-byte header and 10 bytes of the body.
-    os.write(ipc_pipe.child.fileno(), _HEADER.pack(1000) + b"x" * 10)
+    # The count is of bytes on the wire: the 4-byte header and 10 bytes of the body.
+    os.write(ipc_pipe.child.fileno(), framing.header(1000) + b"x" * 10)
     ipc_pipe.child.close()
-    with pytest.raises(EOFError, match="18 bytes of an unfinished message were lost"):
+    with pytest.raises(EOFError, match="14 bytes of an unfinished message were lost"):
         ipc_pipe.parent.recv_bytes(timeout=WAIT)
 
 
@@ -270,10 +271,10 @@ def test_multiprocessing_objects_cannot_be_sent(ipc_pipe: IpcPipe) -> None:
 
 
 def test_an_end_holding_part_of_a_message_cannot_be_handed_over(ipc_pipe: IpcPipe) -> None:
-    os.write(ipc_pipe.parent.fileno(), _HEADER.pack(50) + b"12345")
+    os.write(ipc_pipe.parent.fileno(), framing.header(50) + b"12345")
     with pytest.raises(TimeoutError):
         ipc_pipe.child.recv_bytes(timeout=0.05)
-    with pytest.raises(ProcThreadError, match="holds 13 bytes of a message not yet received"):
+    with pytest.raises(ProcThreadError, match="holds 9 bytes of a message not yet received"):
         pickle.dumps(ipc_pipe.child)
 
 

@@ -1,18 +1,25 @@
 """The ``isolated`` marker and ``--isolated``, run for real under every start method.
 
-One inner test file holds every behaviour; it runs once per start method in a pytest
-subprocess (crashes and hangs are real), with a JUnit XML report that says, test by test,
-what pytest made of it. Spawn and forkserver run twice: through the warm template (the
-default) and cold, one fresh interpreter per test.
+The inner suite (``tests/examples/isolated``: one test per behaviour) runs once per start
+method in a pytest subprocess, so crashes and hangs are real, with a JUnit XML report
+that says, test by test, what pytest made of it. Each check below reads one behaviour
+from that report, so that one failing behaviour does not hide the others. The run is
+made by a module-scoped fixture, not by ``pytester`` (which is function-scoped): one
+inner run feeds some thirty checks. Spawn and forkserver also run cold (one fresh
+interpreter per test), on a part of the suite.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psutil
 import pytest
@@ -24,307 +31,19 @@ pytestmark = pytest.mark.timeout(180)
 METHODS = runtime_facts().start_methods
 INNER_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--procthread-check-leaks")
 WAIT = 30.0
-
-CONFTEST = """
-import os
-import pytest
-
-EVENTS = os.environ["ISO_EVENTS"]
-
-
-def log(event):
-    with open(EVENTS, "a") as f:
-        f.write(event + "\\n")
-
-
-@pytest.fixture(scope="session")
-def parent_pid():
-    return os.getpid()
-
-
-@pytest.fixture
-def logged(request):
-    log(f"setup {request.node.name} {os.getpid()}")
-    yield "fixture value"
-    log(f"teardown {request.node.name} {os.getpid()}")
-
-
-@pytest.fixture
-def lock():
-    import threading
-
-    return threading.Lock()
-
-
-@pytest.fixture
-def env_from_fixture(monkeypatch):
-    monkeypatch.setenv("ISO_FIXTURE_ENV", "set by a fixture")
-
-
-def _rebuild_here_only(pid):
-    if os.getpid() != pid:
-        raise RuntimeError("this value cannot be rebuilt in another process")
-    return FailsInAFreshChild()
-
-
-class FailsInAFreshChild:
-    def __reduce__(self):
-        return (_rebuild_here_only, (os.getpid(),))
-
-
-@pytest.fixture
-def rebuild_fails():
-    return FailsInAFreshChild()
-
-
-def pytest_procthread_isolated_crash(item, outcome):
-    item.user_properties.append(("crash_hook", outcome.describe()))
-    if "skipped_by_hook" in item.name:
-        pytest.skip(f"the crash hook skipped it: {outcome.describe()}")
-"""
-
-COLD_CONFTEST = """
-from pytest_procthread import _template
-
-_template.available = lambda: False  # every child starts cold: a fresh interpreter
-"""
-
-INNER = '''
-import logging
-import os
-import sys
-import warnings
-
-import pytest
-
-from pytest_procthread import faults
-
-STATE = {"touched": False, "set_in_parent": False}
-
-
-class CustomError(Exception):
-    pass
-
-
-@pytest.fixture
-def mark_parent():
-    STATE["set_in_parent"] = True
-    yield
-    STATE["set_in_parent"] = False
-
-
-@pytest.mark.isolated
-def test_body_runs_in_a_child(parent_pid, logged, tmp_path):
-    assert os.getpid() != parent_pid
-    assert logged == "fixture value"
-    (tmp_path / "written").write_text("by the child")
-
-
-@pytest.mark.isolated
-def test_damages_global_state():
-    STATE["touched"] = True
-    os.environ["ISO_DAMAGE"] = "1"
-
-
-def test_state_intact_in_the_test_process():
-    assert STATE["touched"] is False and "ISO_DAMAGE" not in os.environ
-
-
-@pytest.mark.isolated
-def test_state_intact_in_the_next_child():
-    assert STATE["touched"] is False and "ISO_DAMAGE" not in os.environ
-
-
-@pytest.mark.isolated
-def test_assert_introspection():
-    def three():
-        return 3
-
-    assert three() == 4
-
-
-@pytest.mark.isolated
-def test_assert_comparison_detail():
-    assert [1, 2, 3] == [1, 2, 4]
-
-
-@pytest.mark.isolated
-def test_skip_in_child():
-    pytest.skip("skipped in the child")
-
-
-@pytest.mark.isolated
-def test_xfail_in_child():
-    pytest.xfail("xfailed in the child")
-
-
-@pytest.mark.isolated
-def test_fail_in_child():
-    pytest.fail("failed in the child")
-
-
-@pytest.mark.isolated
-def test_custom_exception():
-    raise CustomError("raised in the child")
-
-
-@pytest.mark.isolated
-def test_segfault():
-    print("printed before the crash")
-    faults.segfault()
-
-
-@pytest.mark.xfail(reason="it crashes", strict=True)
-@pytest.mark.isolated
-def test_crash_with_xfail():
-    faults.segfault()
-
-
-@pytest.mark.isolated
-def test_exit_status():
-    os._exit(3)
-
-
-@pytest.mark.isolated
-def test_abort_skipped_by_hook():
-    faults.abort()
-
-
-@pytest.mark.isolated(timeout=1)
-def test_hang_times_out():
-    import subprocess
-
-    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    with open(os.environ["ISO_EVENTS"], "a") as f:
-        f.write(f"grandchild {grandchild.pid}\\n")
-    faults.hang()
-
-
-@pytest.mark.isolated
-def test_warning_relayed():
-    warnings.warn("warned in the child", UserWarning)
-
-
-@pytest.mark.isolated
-def test_warns_and_records_then_crashes(record_property):
-    warnings.warn("warned before the crash", UserWarning)
-    record_property("before_crash", "7")
-    faults.segfault()
-
-
-@pytest.mark.isolated
-def test_recwarn_in_child(recwarn):
-    warnings.warn("kept by recwarn", UserWarning)
-    assert [str(w.message) for w in recwarn] == ["kept by recwarn"]
-    with pytest.warns(DeprecationWarning, match="kept by pytest.warns"):
-        warnings.warn("kept by pytest.warns", DeprecationWarning)
-
-
-@pytest.mark.isolated
-def test_warns_then_warning_relayed():
-    with pytest.warns(UserWarning, match="checked"):
-        warnings.warn("checked in the child", UserWarning)
-    warnings.warn("relayed after pytest.warns", UserWarning)
-
-
-class Unpicklable:
-    def __reduce__(self):
-        raise TypeError("no")
-
-    def __repr__(self):
-        return "<unpicklable extra>"
-
-
-@pytest.fixture
-def logs_seen_by_teardown(caplog):
-    yield
-    seen = [r.getMessage() for r in caplog.get_records("call")]
-    assert "informed in the child" in seen, seen
-
-
-@pytest.mark.isolated
-def test_logs_in_child(logs_seen_by_teardown, caplog):
-    caplog.set_level(logging.INFO)
-    logging.getLogger("app").info("informed in the child")
-    try:
-        1 / 0
-    except ZeroDivisionError:
-        logging.getLogger("app").exception("failed in the child",
-                                           extra={"odd": Unpicklable()})
-    assert caplog.record_tuples[0] == ("app", logging.INFO, "informed in the child")
-    assert "ZeroDivisionError" in caplog.text
-    with caplog.at_level(logging.DEBUG, logger="app"):
-        logging.getLogger("app").debug("debugged in the child")
-    assert caplog.messages[-1] == "debugged in the child"
-    assert caplog.get_records("call")[-1].levelno == logging.DEBUG
-
-
-@pytest.mark.isolated
-def test_record_property(record_property):
-    record_property("from_child", "42")
-
-
-@pytest.mark.isolated
-def test_capsys_in_child(capsys):
-    print("read by the test")
-    assert capsys.readouterr().out == "read by the test\\n"
-    print("left for the report")
-    pytest.fail("show the output")
-
-
-@pytest.mark.isolated
-def test_output_relayed():
-    print("stdout of the child")
-    os.write(2, b"fd-level stderr of the child\\n")
-    pytest.fail("show the output")
-
-
-@pytest.mark.isolated
-def test_returns_a_value():
-    return 5
-
-
-@pytest.mark.isolated
-def test_lock_fixture(lock):
-    assert lock.acquire(timeout=1)
-
-
-@pytest.mark.isolated
-def test_value_rebuilt_in_the_child(rebuild_fails):
-    pass
-
-
-@pytest.mark.isolated
-def test_env_from_fixture(env_from_fixture, monkeypatch):
-    assert os.environ["ISO_FIXTURE_ENV"] == "set by a fixture"
-    monkeypatch.setenv("ISO_FIXTURE_ENV", "changed in the child")  # undone with the child
-
-
-@pytest.mark.requires(fork=True)
-@pytest.mark.isolated(start_method="fork")
-def test_marker_start_method_fork(mark_parent):
-    assert STATE["set_in_parent"] is True
-
-
-@pytest.mark.isolated(start_method="spawn")
-def test_marker_start_method_spawn(mark_parent):
-    assert STATE["set_in_parent"] is False
-
-
-class TestInAClass:
-    def setup_method(self):
-        self.value = 7
-
-    @pytest.mark.isolated
-    def test_method(self):
-        assert self.value == 7
-
-
-@pytest.mark.isolated
-@pytest.mark.parametrize("n", [1, 2])
-def test_parametrized(n):
-    assert n in (1, 2)
-'''
+EXAMPLES = Path(__file__).parent / "examples" / "isolated"
+INNER_RUN_LIMIT = 170.0  # seconds; a run takes a few
+
+
+@dataclass
+class InnerRun:
+    """One run of the inner suite: pytest's exit status and output, the JUnit results
+    by test name, and the events the fixtures and tests wrote."""
+
+    status: int
+    out: str
+    results: dict[str, dict[str, Any]]
+    events: list[str]
 
 
 def junit_results(path: Path) -> dict[str, dict[str, Any]]:
@@ -355,25 +74,242 @@ def junit_results(path: Path) -> dict[str, dict[str, Any]]:
     return results
 
 
-def run_inner(
-    pytester: pytest.Pytester, method: str, *args: str, cold: bool = False
-) -> tuple[pytest.RunResult, dict[str, dict[str, Any]], list[str]]:
-    events = pytester.path / "events.txt"
+def run_inner(directory: Path, method: str, *args: str, cold: bool = False) -> InnerRun:
+    """Run the inner suite in ``directory`` (a copy of the examples) under ``method``."""
+    for example in ("conftest.py", "test_inner.py", "cold_start.py"):
+        shutil.copy(EXAMPLES / example, directory / example)
+    events = directory / "events.txt"
     events.write_text("")
-    os.environ["ISO_EVENTS"] = str(events)
-    pytester.makeconftest(CONFTEST + (COLD_CONFTEST if cold else ""))
-    pytester.makepyfile(test_inner=INNER)
-    xml = pytester.path / "junit.xml"
-    result = pytester.runpytest_subprocess(
-        *INNER_ARGS, f"--procthread-start-method={method}", f"--junitxml={xml}",
-        "-o", "junit_logging=all", "-o", "junit_family=legacy", "-rA", *args,
+    xml = directory / "junit.xml"
+    command = [
+        sys.executable, "-m", "pytest", *INNER_ARGS, f"--procthread-start-method={method}",
+        f"--junitxml={xml}", "-o", "junit_logging=all", "-o", "junit_family=legacy", "-rA",
+        *(("-p", "cold_start") if cold else ()), *args,
+    ]
+    # As pytester runs pytest: no inherited options, no colours, a base temp of its own.
+    env = {name: value for name, value in os.environ.items()
+           if name != "PYTEST_ADDOPTS" and not name.startswith("PYTEST_XDIST")}
+    env.update(ISO_EVENTS=str(events), PY_COLORS="0")
+    done = subprocess.run(
+        [*command, f"--basetemp={directory / 'basetemp'}"], cwd=directory, env=env,
+        capture_output=True, text=True, timeout=INNER_RUN_LIMIT, check=False,
     )
-    return result, junit_results(xml), events.read_text().splitlines()
+    results = junit_results(xml) if xml.exists() else {}
+    return InnerRun(done.returncode, done.stdout + done.stderr, results,
+                    events.read_text().splitlines())
 
 
-@pytest.fixture
-def events_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ISO_EVENTS", "")  # restored after the test; run_inner sets it
+@pytest.fixture(scope="module")
+def inner_runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], InnerRun]:
+    """The inner suite's run under a start method, made once per module and method."""
+    runs: dict[str, InnerRun] = {}
+
+    def get(method: str) -> InnerRun:
+        if method not in runs:
+            runs[method] = run_inner(tmp_path_factory.mktemp(f"inner-{method}"), method)
+        return runs[method]
+
+    return get
+
+
+@pytest.fixture(params=METHODS)
+def inner(request: pytest.FixtureRequest, inner_runs: Callable[[str], InnerRun]) -> InnerRun:
+    run = inner_runs(request.param)
+    assert run.results, f"the inner run wrote no report:\n{run.out[-3000:]}"
+    return run
+
+
+def outcome(run: InnerRun, name: str) -> dict[str, Any]:
+    assert name in run.results, f"{name} did not run:\n{run.out[-3000:]}"
+    return run.results[name]
+
+
+def method_of(request: pytest.FixtureRequest) -> str:
+    return str(request.node.callspec.params["inner"])
+
+
+def expected_outcomes(method: str) -> dict[str, str]:
+    """What pytest must make of each inner test under ``method``."""
+    fork = method == "fork"
+    travels = "passed" if fork else "failure"  # a lock, a value rebuilt only here
+    return {
+        "test_body_runs_in_a_child": "passed",
+        "test_damages_global_state": "passed",
+        "test_state_intact_in_the_test_process": "passed",
+        "test_state_intact_in_the_next_child": "passed",
+        "test_assert_introspection": "failure",
+        "test_assert_comparison_detail": "failure",
+        "test_skip_in_child": "skipped",
+        "test_xfail_in_child": "xfailed",
+        "test_fail_in_child": "failure",
+        "test_custom_exception": "failure",
+        "test_segfault": "failure",
+        "test_crash_with_xfail": "xfailed",
+        "test_exit_status": "failure",
+        "test_abort_skipped_by_hook": "skipped",
+        "test_hang_times_out": "failure",
+        "test_warning_relayed": "passed",
+        "test_warns_and_records_then_crashes": "failure",
+        "test_recwarn_in_child": "passed",
+        "test_warns_then_warning_relayed": "passed",
+        "test_logs_in_child": "passed",
+        "test_record_property": "passed",
+        "test_capsys_in_child": "failure",
+        "test_output_relayed": "failure",
+        "test_returns_a_value": "passed",
+        "test_lock_fixture": travels,
+        "test_value_rebuilt_in_the_child": travels,
+        "test_env_from_fixture": "passed",
+        "test_marker_start_method_fork": "passed" if "fork" in METHODS else "skipped",
+        "test_marker_start_method_spawn": "passed",
+        "TestInAClass.test_method": "passed",
+        "test_parametrized[1]": "passed",
+        "test_parametrized[2]": "passed",
+    }
+
+
+def test_every_inner_test_ends_as_expected(inner: InnerRun, request: pytest.FixtureRequest) -> None:
+    got = {name: info["outcome"] for name, info in inner.results.items()}
+    assert got == expected_outcomes(method_of(request))
+
+
+def test_fixtures_run_in_the_test_process_the_body_in_a_child(inner: InnerRun) -> None:
+    assert outcome(inner, "test_body_runs_in_a_child")["outcome"] == "passed"
+    fixture_events = [line.split() for line in inner.events if "test_body_runs_in_a_child" in line]
+    assert [e[0] for e in fixture_events] == ["setup", "teardown"]
+    assert fixture_events[0][2] == fixture_events[1][2]  # the test process, both times
+
+
+@pytest.mark.parametrize("name", ["test_damages_global_state",
+                                  "test_state_intact_in_the_test_process",
+                                  "test_state_intact_in_the_next_child"])
+def test_damage_to_global_state_stays_in_its_child(inner: InnerRun, name: str) -> None:
+    assert outcome(inner, name)["outcome"] == "passed", outcome(inner, name)
+
+
+def test_assertions_are_rewritten_and_explained(inner: InnerRun) -> None:
+    assert "+  where 3 = " in outcome(inner, "test_assert_introspection")["text"]
+    detail = outcome(inner, "test_assert_comparison_detail")["text"]
+    assert "assert [1, 2, 3] == [1, 2, 4]" in detail and "At index 2 diff: 3 != 4" in detail
+
+
+def test_skip_xfail_fail_and_exceptions_come_back_as_themselves(inner: InnerRun) -> None:
+    assert "skipped in the child" in outcome(inner, "test_skip_in_child")["message"]
+    assert outcome(inner, "test_xfail_in_child")["outcome"] == "xfailed"
+    assert "failed in the child" in outcome(inner, "test_fail_in_child")["message"]
+    assert "CustomError: raised in the child" in outcome(inner, "test_custom_exception")["text"]
+
+
+def test_a_crash_says_what_died_how_and_where(inner: InnerRun,
+                                              request: pytest.FixtureRequest) -> None:
+    segv = outcome(inner, "test_segfault")
+    assert "killed by SIGSEGV" in segv["message"]
+    assert f"start method {method_of(request)}" in segv["message"]
+    assert "Fatal Python error: Segmentation fault" in segv["text"]
+    assert "in test_segfault" in segv["text"]
+    assert "printed before the crash" in segv["out"]
+    assert "killed by SIGSEGV" in segv["properties"]["crash_hook"]
+
+
+def test_a_crash_under_xfail_is_xfailed(inner: InnerRun) -> None:
+    assert outcome(inner, "test_crash_with_xfail")["outcome"] == "xfailed"
+
+
+def test_an_exit_status_is_named(inner: InnerRun) -> None:
+    assert "exited with status 3" in outcome(inner, "test_exit_status")["message"]
+
+
+def test_the_crash_hook_may_change_the_verdict(inner: InnerRun) -> None:
+    aborted = outcome(inner, "test_abort_skipped_by_hook")
+    assert aborted["outcome"] == "skipped"
+    assert "killed by SIGABRT" in aborted["message"]
+
+
+def test_a_timeout_dumps_the_stacks_and_stops_the_tree(inner: InnerRun) -> None:
+    hang = outcome(inner, "test_hang_times_out")
+    assert "did not finish within 1 s" in hang["message"]
+    assert "in hang" in hang["text"] and "in test_hang_times_out" in hang["text"]
+    assert "timed out" in hang["properties"]["crash_hook"]
+    assert_gone(grandchildren(inner.events))  # the child's whole tree was stopped
+
+
+def test_warnings_are_relayed(inner: InnerRun) -> None:
+    assert "UserWarning: warned in the child" in inner.out
+
+
+def test_recwarn_and_pytest_warns_keep_what_they_catch(inner: InnerRun) -> None:
+    assert outcome(inner, "test_recwarn_in_child")["outcome"] == "passed"
+    assert "kept by" not in inner.out
+    assert "UserWarning: relayed after pytest.warns" in inner.out
+    assert "checked in the child" not in inner.out
+
+
+def test_log_records_reach_caplog_and_the_report(inner: InnerRun) -> None:
+    logs = outcome(inner, "test_logs_in_child")
+    assert logs["outcome"] == "passed", logs
+    assert "INFO     app:test_inner.py" in logs["out"] and "informed in the child" in logs["out"]
+    assert "ERROR" in logs["out"] and "ZeroDivisionError: division by zero" in logs["out"]
+    assert "debugged in the child" in logs["out"]
+
+
+def test_record_property_reaches_the_report(inner: InnerRun) -> None:
+    assert outcome(inner, "test_record_property")["properties"] == {"from_child": "42"}
+
+
+def test_what_a_child_recorded_before_crashing_is_kept(inner: InnerRun) -> None:
+    crashed = outcome(inner, "test_warns_and_records_then_crashes")
+    assert "killed by SIGSEGV" in crashed["message"]
+    assert crashed["properties"]["before_crash"] == "7"
+    assert "UserWarning: warned before the crash" in inner.out
+
+
+def test_capsys_reads_the_child_and_takes_what_it_read(inner: InnerRun) -> None:
+    capsys = outcome(inner, "test_capsys_in_child")
+    assert "show the output" in capsys["message"]
+    assert "left for the report" in capsys["out"] and "read by the test" not in capsys["out"]
+
+
+def test_output_is_relayed_down_to_the_descriptors(inner: InnerRun) -> None:
+    relayed = outcome(inner, "test_output_relayed")
+    assert "stdout of the child" in relayed["out"]
+    assert "fd-level stderr of the child" in relayed["err"]
+
+
+def test_a_returned_value_is_warned_about(inner: InnerRun) -> None:
+    assert "returned <class 'int'>" in inner.out  # PytestReturnNotNoneWarning
+
+
+def test_fixture_values_travel_or_say_why_not(inner: InnerRun,
+                                              request: pytest.FixtureRequest) -> None:
+    lock = outcome(inner, "test_lock_fixture")
+    rebuilt = outcome(inner, "test_value_rebuilt_in_the_child")
+    if method_of(request) == "fork":  # inherited
+        assert lock["outcome"] == rebuilt["outcome"] == "passed"
+        return
+    assert "fixture 'lock' cannot travel to the isolated child" in lock["message"]
+    assert "start_method='fork'" in lock["text"]
+    assert ("could not rebuild fixture 'rebuild_fails': RuntimeError: this value cannot be "
+            "rebuilt in another process") in rebuilt["message"]
+
+
+def test_the_environment_is_the_test_process(inner: InnerRun) -> None:
+    assert outcome(inner, "test_env_from_fixture")["outcome"] == "passed"
+
+
+def test_the_markers_start_method_wins(inner: InnerRun) -> None:
+    expected_fork = "passed" if "fork" in METHODS else "skipped"
+    assert outcome(inner, "test_marker_start_method_fork")["outcome"] == expected_fork
+    assert outcome(inner, "test_marker_start_method_spawn")["outcome"] == "passed"
+
+
+def test_methods_and_parametrized_tests_are_isolated(inner: InnerRun) -> None:
+    assert outcome(inner, "TestInAClass.test_method")["outcome"] == "passed"
+    assert outcome(inner, "test_parametrized[1]")["outcome"] == "passed"
+    assert outcome(inner, "test_parametrized[2]")["outcome"] == "passed"
+
+
+def test_the_inner_run_left_nothing_behind(inner: InnerRun) -> None:
+    assert "procthread: left behind" not in inner.out
 
 
 def assert_gone(pids: list[int]) -> None:
@@ -395,132 +331,26 @@ def grandchildren(events: list[str]) -> list[int]:
     return [int(line.split()[1]) for line in events if line.startswith("grandchild ")]
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_isolated_behaviours(pytester: pytest.Pytester, events_env: None, method: str) -> None:
-    result, r, events = run_inner(pytester, method)
-    out = result.stdout.str()
-
-    # Fixtures are set up and torn down in the test process; the body ran elsewhere.
-    assert r["test_body_runs_in_a_child"]["outcome"] == "passed", r["test_body_runs_in_a_child"]
-    fixture_events = [line.split() for line in events if "test_body_runs_in_a_child" in line]
-    assert [e[0] for e in fixture_events] == ["setup", "teardown"]
-    assert fixture_events[0][2] == fixture_events[1][2]  # the test process, both times
-    # Damage to global state stays in the child that did it.
-    for name in ("test_damages_global_state", "test_state_intact_in_the_test_process",
-                 "test_state_intact_in_the_next_child"):
-        assert r[name]["outcome"] == "passed", (name, r[name])
-
-    # Assertion rewriting, introspection and pytest's comparison detail.
-    assert "+  where 3 = " in r["test_assert_introspection"]["text"]
-    detail = r["test_assert_comparison_detail"]["text"]
-    assert "assert [1, 2, 3] == [1, 2, 4]" in detail and "At index 2 diff: 3 != 4" in detail
-
-    # pytest.skip / xfail / fail and other exceptions come back as themselves.
-    assert r["test_skip_in_child"]["outcome"] == "skipped"
-    assert "skipped in the child" in r["test_skip_in_child"]["message"]
-    assert r["test_xfail_in_child"]["outcome"] == "xfailed"
-    assert r["test_fail_in_child"]["outcome"] == "failure"
-    assert "failed in the child" in r["test_fail_in_child"]["message"]
-    assert "CustomError: raised in the child" in r["test_custom_exception"]["text"]
-
-    # A crash: what died, how, the child's stack at the crash, and what it printed.
-    segv = r["test_segfault"]
-    assert segv["outcome"] == "failure"
-    assert "killed by SIGSEGV" in segv["message"]
-    assert f"start method {method}" in segv["message"]
-    assert "Fatal Python error: Segmentation fault" in segv["text"]
-    assert "in test_segfault" in segv["text"]
-    assert "printed before the crash" in segv["out"]
-    assert "killed by SIGSEGV" in segv["properties"]["crash_hook"]
-    assert r["test_crash_with_xfail"]["outcome"] == "xfailed"
-    assert "exited with status 3" in r["test_exit_status"]["message"]
-    # The crash hook may change the verdict.
-    assert r["test_abort_skipped_by_hook"]["outcome"] == "skipped"
-    assert "killed by SIGABRT" in r["test_abort_skipped_by_hook"]["message"]
-
-    # A timeout: the stacks at the timeout, the tree stopped, the test failed.
-    hang = r["test_hang_times_out"]
-    assert hang["outcome"] == "failure"
-    assert "did not finish within 1 s" in hang["message"]
-    assert "in hang" in hang["text"] and "in test_hang_times_out" in hang["text"]
-    assert "timed out" in hang["properties"]["crash_hook"]
-    assert_gone(grandchildren(events))  # the child's whole tree was stopped
-
-    # Warnings, record_property, capsys and output, as without isolation.
-    assert r["test_warning_relayed"]["outcome"] == "passed"
-    assert "UserWarning: warned in the child" in out
-    assert r["test_record_property"]["properties"] == {"from_child": "42"}
-    # recwarn and pytest.warns keep what they catch; warnings after pytest.warns are relayed.
-    assert r["test_recwarn_in_child"]["outcome"] == "passed", r["test_recwarn_in_child"]
-    assert "kept by" not in out
-    assert r["test_warns_then_warning_relayed"]["outcome"] == "passed"
-    assert "UserWarning: relayed after pytest.warns" in out
-    assert "checked in the child" not in out
-    # Log records reach caplog in the child and pytest's handlers in the test process:
-    # the report section (here JUnit's system-out), and caplog in the fixture's teardown.
-    logs = r["test_logs_in_child"]
-    assert logs["outcome"] == "passed", logs
-    assert "INFO     app:test_inner.py" in logs["out"] and "informed in the child" in logs["out"]
-    assert "ERROR" in logs["out"] and "ZeroDivisionError: division by zero" in logs["out"]
-    assert "debugged in the child" in logs["out"]
-    # What the child recorded before it crashed reaches the report all the same.
-    crashed = r["test_warns_and_records_then_crashes"]
-    assert crashed["outcome"] == "failure" and "killed by SIGSEGV" in crashed["message"]
-    assert crashed["properties"]["before_crash"] == "7"
-    assert "UserWarning: warned before the crash" in out
-    capsys = r["test_capsys_in_child"]
-    assert "show the output" in capsys["message"]
-    assert "left for the report" in capsys["out"] and "read by the test" not in capsys["out"]
-    relayed = r["test_output_relayed"]
-    assert "stdout of the child" in relayed["out"]
-    assert "fd-level stderr of the child" in relayed["err"]
-    assert "returned <class 'int'>" in out  # PytestReturnNotNoneWarning
-
-    # Fixture values travel: pickled under spawn and forkserver, inherited under fork.
-    lock = r["test_lock_fixture"]
-    if method == "fork":
-        assert lock["outcome"] == "passed"
-    else:
-        assert lock["outcome"] == "failure"
-        assert "fixture 'lock' cannot travel to the isolated child" in lock["message"]
-        assert "start_method='fork'" in lock["text"]
-    rebuilt = r["test_value_rebuilt_in_the_child"]
-    if method == "fork":
-        assert rebuilt["outcome"] == "passed"
-    else:
-        assert rebuilt["outcome"] == "failure"
-        assert ("could not rebuild fixture 'rebuild_fails': RuntimeError: this value cannot be "
-                "rebuilt in another process") in rebuilt["message"]
-    assert r["test_env_from_fixture"]["outcome"] == "passed"
-    # The marker's start method wins over the command line.
-    expected_fork = "passed" if "fork" in METHODS else "skipped"
-    assert r["test_marker_start_method_fork"]["outcome"] == expected_fork
-    assert r["test_marker_start_method_spawn"]["outcome"] == "passed"
-    assert r["TestInAClass.test_method"]["outcome"] == "passed"
-    assert r["test_parametrized[1]"]["outcome"] == r["test_parametrized[2]"]["outcome"] == "passed"
-    assert len(r) == 32
-    fork = method == "fork"
-    result.assert_outcomes(passed=16 + 2 * fork, failed=12 - 2 * fork, skipped=2, xfailed=2,
-                           warnings=4)
-
-
 COLD = ("test_body_runs_in_a_child or test_segfault or test_hang "
         "or test_assert_comparison_detail or test_env_from_fixture")
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "fork"])
-def test_isolated_cold_start(pytester: pytest.Pytester, events_env: None, method: str) -> None:
+def test_isolated_cold_start(tmp_path: Path, method: str) -> None:
     """Without the warm template (Windows, busy template): a fresh interpreter per test."""
-    result, r, events = run_inner(pytester, method, "-k", COLD, cold=True)
-    assert r["test_body_runs_in_a_child"]["outcome"] == "passed"
+    run = run_inner(tmp_path, method, "-k", COLD, cold=True)
+    r = run.results
+    assert {name: info["outcome"] for name, info in r.items()} == {
+        "test_body_runs_in_a_child": "passed", "test_env_from_fixture": "passed",
+        "test_segfault": "failure", "test_hang_times_out": "failure",
+        "test_assert_comparison_detail": "failure",
+    }
     assert "killed by SIGSEGV" in r["test_segfault"]["message"]
     assert "in test_segfault" in r["test_segfault"]["text"]
     assert "did not finish within 1 s" in r["test_hang_times_out"]["message"]
     assert "in test_hang_times_out" in r["test_hang_times_out"]["text"]
     assert "At index 2 diff: 3 != 4" in r["test_assert_comparison_detail"]["text"]
-    assert r["test_env_from_fixture"]["outcome"] == "passed"
-    result.assert_outcomes(passed=2, failed=3)
-    assert_gone(grandchildren(events))
+    assert_gone(grandchildren(run.events))
 
 
 def test_isolated_option_isolates_every_test(pytester: pytest.Pytester) -> None:
@@ -743,3 +573,45 @@ def test_warm_template_isolates(
     assert notes["after_template"]["ppid"] != template  # a new template took over
     assert notes["after_template"]["seen"] == []
     assert_gone([template])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="warm templates need fork")
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "fork"])
+def test_a_template_that_dies_while_starting_a_child(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """The template takes the job and dies before it says whether the child started: the
+    test fails as lost, and its body is not run a second time in a fresh child."""
+    events = pytester.path / "events.txt"
+    monkeypatch.setenv("ISO_EVENTS", str(events))
+    pytester.makepyfile(
+        """
+        import os, signal, multiprocessing
+        import pytest
+
+        # Imported by the first template as it takes the first job: it dies there, once.
+        FIRST = os.path.join(os.path.dirname(os.environ["ISO_EVENTS"]), "killed-once")
+        if multiprocessing.parent_process() is not None and not os.path.exists(FIRST):
+            open(FIRST, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def note(what):
+            with open(os.environ["ISO_EVENTS"], "a") as f:
+                f.write(what + "\\n")
+
+        @pytest.mark.isolated
+        def test_first():
+            note("first ran")
+
+        @pytest.mark.isolated
+        def test_second():
+            note("second ran")
+        """
+    )
+    result = pytester.runpytest_subprocess(*INNER_ARGS, f"--procthread-start-method={method}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*test_first*(pid unknown, start method *) ended without a result: the warm template "
+        "process that started this child died*",
+    ])
+    assert events.read_text().splitlines() == ["second ran"]

@@ -334,47 +334,44 @@ def test_real_child_died_error_shows_where_it_crashed(isolated_process: Any) -> 
 
 
 def test_folding_keeps_everything_but_the_frames_below_the_entry() -> None:
-    from pytest_procthread._child import child_main
-    from pytest_procthread.outcome import _CHILD_ENTRY, _fold_frames_below_entry
-
-    assert child_main.__name__ == _CHILD_ENTRY
+    from pytest_procthread.stacks import fold_below_entry
     dump = "\n".join([
         "before",
         "Current thread 0x1 (most recent call first):",
         '  File "/x/threading.py", line 331 in wait',
         '  File "/t/test_a.py", line 4 in target',
-        '  File "/p/_child.py", line 287 in child_main',
+        '  File "/p/child/main.py", line 287 in child_main',
         '  File "/m/process.py", line 108 in run',
         '  File "/v/_pytest/main.py", line 387 in _main',
         "",
         "Thread 0x2 (most recent call first):",
-        '  File "/p/_child.py", line 287 in child_main',
+        '  File "/p/child/main.py", line 287 in child_main',
         "",
         "Traceback (most recent call last):",
-        '  File "/p/_child.py", line 287, in child_main',
+        '  File "/p/child/main.py", line 287, in child_main',
         '  File "/t/test_a.py", line 5, in after',
         "after",
     ])
-    folded = _fold_frames_below_entry(dump).splitlines()
+    folded = fold_below_entry(dump).splitlines()
     assert folded == [
         "before",
         "Current thread 0x1 (most recent call first):",
         '  File "/x/threading.py", line 331 in wait',
         '  File "/t/test_a.py", line 4 in target',
-        '  File "/p/_child.py", line 287 in child_main',
+        '  File "/p/child/main.py", line 287 in child_main',
         "  [... 2 frames below the child's entry point ...]",
         "",
         "Thread 0x2 (most recent call first):",
-        '  File "/p/_child.py", line 287 in child_main',
+        '  File "/p/child/main.py", line 287 in child_main',
         "",
         "Traceback (most recent call last):",
-        '  File "/p/_child.py", line 287, in child_main',
+        '  File "/p/child/main.py", line 287, in child_main',
         '  File "/t/test_a.py", line 5, in after',
         "after",
     ]
     # The entry point and one frame under it at the very end of the text.
     end = "\n".join(["x", *dump.splitlines()[4:6]])
-    assert _fold_frames_below_entry(end).splitlines()[-1] == (
+    assert fold_below_entry(end).splitlines()[-1] == (
         "  [... 1 frame below the child's entry point ...]"
     )
 

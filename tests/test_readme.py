@@ -27,3 +27,31 @@ def test_readme_examples_pass(pytester: pytest.Pytester, start_method: str) -> N
         "-p", "no:cacheprovider",
     )
     result.assert_outcomes(passed=tests)
+
+
+# Every import path the README names, as written there.
+DOCUMENTED = sorted(set(re.findall(r"`(pytest_procthread(?:\.\w+)+)",
+                                   README.read_text(encoding="utf-8"))))
+
+
+def test_documented_import_paths_resolve() -> None:
+    import importlib
+
+    assert DOCUMENTED, "the README names no import path"
+    for path in DOCUMENTED:
+        module_name, _, attribute = path.rpartition(".")
+        try:
+            importlib.import_module(path)
+        except ImportError:
+            module = importlib.import_module(module_name)
+            assert hasattr(module, attribute), f"{path}, named in the README, is gone"
+
+
+def test_the_public_names_of_the_package_and_of_process() -> None:
+    import pytest_procthread
+    from pytest_procthread import process
+
+    for name in pytest_procthread.__all__:
+        assert getattr(pytest_procthread, name) is not None, name
+    for name in ("ProcessRunner", "ProcessHandle", "STOP_GRACE", "helper_threads_here"):
+        assert getattr(process, name) is not None, name

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from pytest_procthread.requires import unmet
+from pytest_procthread.markers.requires import unmet
 from pytest_procthread.runtime import RuntimeFacts, runtime_facts
 
 ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--procthread-check-leaks")

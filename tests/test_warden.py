@@ -1,4 +1,4 @@
-"""The warden (``_warden``): on Linux, one process per test process that stops its fork
+"""The warden (``process.warden``): on Linux, one process per test process that stops its fork
 children, and what they started, once the test process is gone.
 
 The end-to-end case, a SIGKILLed test process whose fork children and grandchildren all
@@ -17,11 +17,12 @@ import psutil
 import pytest
 
 from _procs import wait_ended
-from pytest_procthread import _warden
+from pytest_procthread.child import lifeline
 from pytest_procthread.process import ProcessRunner
+from pytest_procthread.process import warden as wardens
 
 pytestmark = [
-    pytest.mark.skipif(not _warden._supported(), reason="no pidfd here: no warden"),
+    pytest.mark.skipif(not wardens._supported(), reason="no pidfd here: no warden"),
     pytest.mark.timeout(120),
 ]
 WAIT = 30.0
@@ -42,12 +43,12 @@ def test_a_fork_child_has_no_watcher_thread(fork_runner: ProcessRunner) -> None:
     """The warden watches, so the child has the one thread its target runs in."""
     listed, native = fork_runner.run(threads_here).unwrap()
     assert (listed, native) == (1, 1)
-    assert _warden.warden_pid() is not None
+    assert wardens.warden_pid() is not None
 
 
 def test_the_warden_is_not_a_child_of_the_test_process(fork_runner: ProcessRunner) -> None:
     fork_runner.run(os.getpid).unwrap()
-    pid = _warden.warden_pid()
+    pid = wardens.warden_pid()
     assert pid is not None and psutil.pid_exists(pid)
     mine = {p.pid for p in psutil.Process().children(recursive=True)}
     assert pid not in mine
@@ -56,32 +57,33 @@ def test_the_warden_is_not_a_child_of_the_test_process(fork_runner: ProcessRunne
 
 def test_a_killed_warden_is_replaced(fork_runner: ProcessRunner) -> None:
     fork_runner.run(os.getpid).unwrap()
-    first = _warden.warden_pid()
+    first = wardens.warden_pid()
     assert first is not None
     os.kill(first, signal.SIGKILL)
     assert wait_ended(psutil.Process(first), WAIT)
     outcome = fork_runner.run(threads_here)
     assert outcome.unwrap() == (1, 1)
-    second = _warden.warden_pid()
+    second = wardens.warden_pid()
     assert second is not None and second != first and psutil.pid_exists(second)
 
 
 def test_a_child_that_cannot_enlist_says_so() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # nobody reads: the write fails (EPIPE), the child must watch itself
-    assert _warden.enlist(write_end) is False
+    assert lifeline.enlist(write_end) is False
     with pytest.raises(OSError):
         os.fstat(write_end)  # closed either way
 
 
 ENDS_WITH_ITS_PROCESS = """
 import os, sys
-from pytest_procthread import _warden
+from pytest_procthread.child import lifeline
+from pytest_procthread.process import warden as wardens
 from pytest_procthread.process import ProcessRunner
 
 runner = ProcessRunner("fork", 30.0)
 assert runner.run(os.getpid).unwrap() > 0
-print(_warden.warden_pid(), flush=True)
+print(wardens.warden_pid(), flush=True)
 runner.close()
 """
 
@@ -107,13 +109,13 @@ def test_started_with_the_session_under_isolated(pytester: pytest.Pytester, test
     pytester.makeconftest(
         """
         import os
-        from pytest_procthread import _warden
+        from pytest_procthread.process import warden as wardens
 
         def pytest_collection_finish(session):
-            print("warden on its way:", _warden._pending is not None)
+            print("warden on its way:", wardens._pending is not None)
 
         def pytest_unconfigure(config):
-            print("warden settled:", _warden._pending is None and _warden._warden is not None)
+            print("warden settled:", wardens._pending is None and wardens._warden is not None)
         """
     )
     skip = "@pytest.mark.skip(reason='never forks')" if tests == "skipped" else ""

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import NoReturn
 
-from ._child import suppress_crash_reports
+from .child.stdio import suppress_crash_reports
 
 __all__ = [
     "abort",

@@ -1,9 +1,11 @@
 """A pipe between a test and an isolated child, with bounded receives and sends.
 
-On POSIX each end drives its socket itself, non-blocking, so that ``recv`` and ``send``
-wait at most their timeout, even for a 100 MB message, and a receive that times out in the
-middle of a message keeps what arrived (the next ``recv`` goes on from there). On Windows
-the ends fall back to multiprocessing's own framing, where only ``recv`` is bounded.
+Messages are framed as every message of ours is (``wire.framing``, which is also
+multiprocessing's framing). On POSIX each end drives its socket itself, non-blocking, so
+that ``recv`` and ``send`` wait at most their timeout, even for a 100 MB message, and a
+receive that times out in the middle of a message keeps what arrived (the next ``recv``
+goes on from there). On Windows the ends are multiprocessing's Connections, where only
+``recv`` is bounded.
 """
 
 from __future__ import annotations
@@ -13,17 +15,16 @@ import multiprocessing
 import os
 import pickle
 import select
-import struct
 import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any, Optional
 
-from . import _fdguard, _wire
+from .child import fdguard
 from .errors import ProcThreadError
 from .settings import DEFAULT_TIMEOUT, validate_timeout
+from .wire import framing, pickling
 
-_HEADER = struct.Struct("!Q")
 _CHUNK = 1 << 20
 # What one read asks for: a pipe holds 64 KiB unless enlarged, and a buffer this size
 # comes from the C heap. Asking for 1 MiB made every read mmap, mremap and munmap it.
@@ -62,7 +63,8 @@ class PipeEnd:
         return (_rebuild_end, (_ReducedConnection(reduce_connection(self._live())),
                                self.name, self.timeout))
 
-    def _handed_over(self) -> None:
+    def __procthread_handed_over__(self) -> None:
+        """Called by the runner once this end is in a started child."""
         if self._on_handover is not None:
             self._on_handover()
 
@@ -81,7 +83,7 @@ class PipeEnd:
     def close(self) -> None:
         """Close this end; the other end then gets EOFError once it has read what was sent."""
         if self._conn is not None:
-            _fdguard.release(self._conn.fileno())
+            fdguard.release(self._conn.fileno())
             self._conn.close()
             self._conn = None
 
@@ -92,7 +94,7 @@ class PipeEnd:
     # -- objects
     def send(self, obj: Any, timeout: Optional[float] = None) -> None:
         """Send a picklable object (cloudpickle takes lambdas and closures)."""
-        data, externals = _wire.dumps(obj)
+        data, externals = pickling.dumps(obj)
         if externals:
             raise ProcThreadError(
                 f"{self.name}.send(): the message holds multiprocessing objects "
@@ -113,9 +115,9 @@ class PipeEnd:
             conn.send_bytes(data)
             return
         deadline: Optional[float] = None
-        view = memoryview(_HEADER.pack(len(data)) + data) if len(data) < _CHUNK else None
-        parts = [memoryview(view)] if view is not None else [
-            memoryview(_HEADER.pack(len(data))), memoryview(data)]
+        header = framing.header(len(data))
+        parts = ([memoryview(header + data)] if len(data) < _CHUNK
+                 else [memoryview(header), memoryview(data)])
         fd = conn.fileno()
         sent = 0
         total = sum(len(p) for p in parts)
@@ -152,16 +154,19 @@ class PipeEnd:
         conn = self._live()
         if not _POSIX:
             return bool(conn.poll(timeout))
-        if self._complete_message_size() is not None:
+        if self._complete_message() is not None:
             return True
         ready = select.select([conn.fileno()], [], [], max(0.0, timeout))[0]
         return bool(ready)
 
-    def _complete_message_size(self) -> Optional[int]:
-        if len(self._inbox) < _HEADER.size:
+    def _complete_message(self) -> Optional[tuple[int, int]]:
+        """The size of the first message in the inbox and of its header, once it is whole."""
+        if not self._inbox:  # the usual case in a ping-pong: spare the call
             return None
-        (size,) = _HEADER.unpack_from(self._inbox)
-        return size if len(self._inbox) - _HEADER.size >= size else None
+        parsed = framing.parse_header(self._inbox)
+        if parsed is None or len(self._inbox) - parsed[1] < parsed[0]:
+            return None
+        return parsed
 
     def recv_bytes(self, timeout: Optional[float] = None) -> bytes:
         """Receive one message of bytes, waiting at most ``timeout`` seconds.
@@ -183,9 +188,9 @@ class PipeEnd:
         started = 0.0
         fd = conn.fileno()
         while True:
-            size = self._complete_message_size()
-            if size is not None:
-                start = _HEADER.size
+            whole = self._complete_message()
+            if whole is not None:
+                size, start = whole
                 message = bytes(self._inbox[start:start + size])
                 del self._inbox[:start + size]
                 return message
@@ -249,20 +254,10 @@ class IpcPipe:
         parent_conn, child_conn = multiprocessing.Pipe(duplex=True)
         self.parent = PipeEnd(parent_conn, f"{name}.parent", timeout)
         self.child = PipeEnd(child_conn, f"{name}.child", timeout)
-        _fdguard.keep_in_parent(parent_conn.fileno())
+        fdguard.keep_in_parent(parent_conn.fileno())
         self.child._on_handover = self.child.close
-        self._timeout = timeout
-        self._more: list[IpcPipe] = []
-
-    def new(self, name: str = "") -> IpcPipe:
-        """Another pipe like this one, closed together with it."""
-        pipe = IpcPipe(self._timeout, name or f"ipc_pipe#{len(self._more) + 2}")
-        self._more.append(pipe)
-        return pipe
 
     def close(self) -> None:
-        for pipe in self._more:
-            pipe.close()
         self.parent.close()
         self.child.close()
 

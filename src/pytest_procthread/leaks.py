@@ -15,6 +15,8 @@ from typing import Any
 
 import psutil
 
+from .process.warden import own_fds
+
 
 @dataclass
 class Snapshot:
@@ -25,7 +27,7 @@ class Snapshot:
 
 def _multiprocessing_helpers() -> tuple[set[int], set[int]]:
     """Pids and descriptors of multiprocessing's own long-lived helpers (and of this
-    library's warden, see ``_warden``)."""
+    library's warden, see ``process.warden``)."""
     pids: set[int] = set()
     fds: set[int] = set()
     try:
@@ -54,9 +56,7 @@ def _multiprocessing_helpers() -> tuple[set[int], set[int]]:
                 fds.add(arena.fd)
     except ImportError:
         pass
-    from . import _warden
-
-    fds |= _warden.own_fds()  # this library's warden, kept for the life of the process
+    fds |= own_fds()  # this library's warden, kept for the life of the process
     return pids, fds
 
 
@@ -145,7 +145,3 @@ def compare(before: Snapshot, after: Snapshot) -> list[str]:
         if before.fds.get(fd) != what:
             problems.append(f"file descriptor {fd} still open: {what}")
     return problems
-
-
-def as_report(problems: list[str]) -> dict[str, Any]:
-    return {"pid": os.getpid(), "problems": problems}

@@ -6,12 +6,12 @@ compare them field by field.
 
 from __future__ import annotations
 
-import re
 import signal as _signal
 import sys
 from typing import Any, Optional
 
 from .errors import ChildDiedError, ChildTimeoutError
+from .stacks import fold_below_entry, tail
 
 # The NTSTATUS codes a crashing Windows process most often exits with.
 NTSTATUS_NAMES: dict[int, str] = {
@@ -81,46 +81,6 @@ def _short_repr(value: Any, limit: int = 80) -> str:
     except Exception as exc:  # a broken __repr__ must not hide the outcome
         text = f"<{type(value).__name__} object; repr failed: {exc!r}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# A frame line of a faulthandler dump (a Python traceback has ", in" instead of " in").
-_DUMP_FRAME = re.compile(r'^  File ".*", line \d+ in (?P<function>\S+)$')
-# The function every isolated child runs first (``_child.child_main``). Below it in a dump
-# are multiprocessing's frames and, under fork, the whole stack of the test process that
-# the child inherited (often fifty lines of pytest), which would push the frames that say
-# where the child was out of the tail of its stderr.
-_CHILD_ENTRY = "child_main"
-
-
-def _folded(hidden: int) -> str:
-    return f"  [... {hidden} frame{'' if hidden == 1 else 's'} below the child's entry point ...]"
-
-
-def _fold_frames_below_entry(text: str) -> str:
-    out: list[str] = []
-    hidden = 0
-    below = False
-    for line in text.splitlines():
-        frame = _DUMP_FRAME.match(line)
-        if below and frame:
-            hidden += 1
-            continue
-        if below and hidden:
-            out.append(_folded(hidden))
-        below = False
-        out.append(line)
-        if frame and frame.group("function") == _CHILD_ENTRY:
-            below, hidden = True, 0
-    if below and hidden:
-        out.append(_folded(hidden))
-    return "\n".join(out)
-
-
-def _tail(text: str, lines: int = 30) -> str:
-    parts = text.rstrip().splitlines()
-    if len(parts) <= lines:
-        return "\n".join(parts)
-    return "\n".join([f"[... {len(parts) - lines} earlier lines ...]", *parts[-lines:]])
 
 
 class Outcome:
@@ -240,8 +200,8 @@ class Outcome:
             return self.value
         detail = self.describe()
         if self.stderr.strip():
-            detail += "\n--- its stderr (last lines) ---\n" + _tail(
-                _fold_frames_below_entry(self.stderr)
+            detail += "\n--- its stderr (last lines) ---\n" + tail(
+                fold_below_entry(self.stderr)
             )
         if self.timed_out:
             raise ChildTimeoutError(detail)

@@ -1,4 +1,5 @@
-"""Thread fan-out: the ``threads(n)`` marker runs a test body in n threads at once.
+"""Thread fan-out: a test body in n threads at once (the ``threads(n)`` marker, see
+``markers.threads``).
 
 The n threads are started together and wait at one barrier, so that their bodies really
 overlap; every join is bounded; every thread's failure is reported, all of them together
@@ -15,7 +16,6 @@ from typing import Any, Callable
 from .errors import ThreadProblem
 from .thread import thread_stack
 
-MARKER = "threads"
 INDEX_FIXTURE = "thread_index"
 
 if sys.version_info >= (3, 11):
@@ -33,32 +33,6 @@ def current_thread_index() -> int:
     the helpers the test calls.
     """
     return int(getattr(_local, "index", 0))
-
-
-def thread_count(marker: Any, where: str) -> int:
-    """The ``n`` of ``@pytest.mark.threads(n)``, validated; ValueError says what is wrong."""
-    args = tuple(getattr(marker, "args", ()))
-    kwargs = dict(getattr(marker, "kwargs", {}) or {})
-    unknown = sorted(set(kwargs) - {"n", "timeout"})
-    if unknown:
-        raise ValueError(
-            f"unknown argument {unknown[0]!r} in marker @pytest.mark.{MARKER} on {where}; "
-            f"it takes the number of threads and timeout=SECONDS"
-        )
-    if "n" in kwargs:
-        args = (kwargs["n"], *args)
-    if len(args) != 1:
-        raise ValueError(
-            f"marker @pytest.mark.{MARKER} on {where} needs exactly one number of threads, "
-            f"e.g. @pytest.mark.{MARKER}(4); got {len(args)} positional arguments"
-        )
-    n = args[0]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(
-            f"invalid number of threads in marker @pytest.mark.{MARKER} on {where}: {n!r}; "
-            f"write a whole number of at least 1"
-        )
-    return n
 
 
 def fan_out(
@@ -145,4 +119,4 @@ def _raise_problems(problems: list[tuple[int, BaseException]], n: int, name: str
     )
 
 
-__all__ = ["current_thread_index", "fan_out", "thread_count"]
+__all__ = ["current_thread_index", "fan_out"]

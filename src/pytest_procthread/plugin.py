@@ -1,4 +1,9 @@
-"""pytest hooks and fixtures. Thin: every piece of work is delegated to its module."""
+"""pytest hooks and fixtures. Thin: every piece of work is delegated to its module.
+
+Registers the plugins of the markers (``markers.plugin``) and of the conformance pack
+(``claims.hooks``), declares the options and markers (``options``), provides the three
+fixtures, and runs the session's leak check (``leaks``).
+"""
 
 from __future__ import annotations
 
@@ -6,51 +11,28 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import _wire, leaks, markers_plugin
+from . import leaks, newhooks, options
 from .claims import hooks as claims_hooks
 from .ipc import IpcPipe
+from .markers import plugin as markers_plugin
 from .process import ProcessRunner
-from .settings import (
-    START_METHOD_INI,
-    START_METHOD_OPTION,
-    TIMEOUT_INI,
-    TIMEOUT_OPTION,
-    resolve,
-)
+from .settings import resolve
 from .thread import ThreadRunner
+from .wire.pickling import send_by_value
 
-MARKERS = (
-    "claim(id): this test checks the conformance claim `id` (see conformance/claims.toml).",
-)
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(newhooks)
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.register(markers_plugin, "procthread-markers")
-    group = parser.getgroup("procthread", "pytest-procthread: processes and threads")
     pluginmanager.register(claims_hooks, "procthread-claims")
-    group.addoption(
-        START_METHOD_OPTION, dest="procthread_start_method", default=None,
-        metavar="METHOD",
-        help="start method of isolated children: fork, forkserver, spawn or default "
-        "(the interpreter's own default).",
-    )
-    group.addoption(
-        TIMEOUT_OPTION, dest="procthread_timeout", default=None, metavar="SECONDS",
-        help="default time limit of every join, recv and wait of this plugin (default 60).",
-    )
-    group.addoption(
-        "--procthread-check-leaks", action="store_true", default=False,
-        help="fail the run if it leaves a process, thread or file descriptor behind.",
-    )
-    parser.addini(START_METHOD_INI, "start method of isolated children (see "
-                  f"{START_METHOD_OPTION}).", default="")
-    parser.addini(TIMEOUT_INI, f"default time limit in seconds (see {TIMEOUT_OPTION}).",
-                  default="")
+    options.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for line in MARKERS:
-        config.addinivalue_line("markers", line)
+    options.add_markers(config)
     try:
         resolve(config)
     except ValueError as exc:
@@ -60,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for module in {getattr(item, "module", None) for item in items}:
         if module is not None:
-            _wire.send_by_value(module)
+            send_by_value(module)
 
 
 @pytest.fixture

@@ -9,13 +9,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .options import START_METHOD_INI, TIMEOUT_INI
 from .runtime import runtime_facts
 
 DEFAULT_TIMEOUT = 60.0
-START_METHOD_OPTION = "--procthread-start-method"
-TIMEOUT_OPTION = "--procthread-timeout"
-START_METHOD_INI = "procthread_start_method"
-TIMEOUT_INI = "procthread_timeout"
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ class ThreadRunner:
                 continue
             outcome = handle.join(0.001)
             if not outcome.observed:
-                exc = outcome._exception
+                exc = handle._exception
                 assert exc is not None
                 problem = ThreadProblem(
                     f"thread {handle.name} raised {type(exc).__name__}: {exc}, and the test "

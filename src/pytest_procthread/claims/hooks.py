@@ -21,8 +21,6 @@ from .machine import machine_share, remove_lock_files
 from .manifest import Claim, load_claims
 from .verdicts import RECORD_KEY, ClaimCheck
 
-REPORT_OPTION = "--procthread-report"
-
 
 @dataclass
 class Pack:
@@ -60,13 +58,6 @@ def use_pack(config: pytest.Config, directory: Path) -> Pack:
     pack = Pack(directory, version, claims, expectations, {})
     config.stash[_PACK] = pack
     return pack
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("procthread").addoption(
-        REPORT_OPTION, dest="procthread_report", default=None, metavar="PATH",
-        help="write the conformance claims report as JSON to PATH.",
-    )
 
 
 def _variant(item: pytest.Item) -> str:

@@ -1,5 +1,5 @@
-"""Where a child's fd 1 and fd 2 go: an anonymous memory file where the OS has them, else a
-file in a scratch directory.
+"""Where a child's fd 1 and fd 2 go, and its result where it is written to a file: an
+anonymous memory file where the OS has them, else a file in the scratch directory.
 
 The child opens the capture by path (in append mode) for all start methods, and the test
 process reads it by path, so both kinds look the same to the rest of the plugin. On Linux
@@ -16,6 +16,8 @@ import os
 import tempfile
 from typing import Callable, Optional
 
+from ..wire import framing
+
 
 class Capture:
     """One output file of one child."""
@@ -29,7 +31,7 @@ class Capture:
     def read_bytes(self) -> bytes:
         try:
             if self.fd is not None:
-                return _read_all(self.fd)
+                return read_all(self.fd)
             with open(self.path, "rb") as f:
                 return f.read()
         except OSError:
@@ -56,7 +58,7 @@ class Capture:
             pass
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
     # pread leaves the shared file offset alone: children may still be writing at it.
     size = os.fstat(fd).st_size
     if not size:
@@ -122,19 +124,7 @@ def new_capture(kind: str, scratch_dir: Callable[[], str]) -> Capture:
     return Capture(path, None)
 
 
-def read_message(fd: int) -> Optional[bytes]:
-    """The one message a child wrote to the memory file ``fd``, framed as
-    ``multiprocessing.connection`` frames it; None if it is missing or cut short (the
-    child died while writing it)."""
-    data = _read_all(fd)
-    if len(data) < 4:
-        return None
-    size = int.from_bytes(data[:4], "big", signed=True)
-    start = 4
-    if size == -1:
-        if len(data) < 12:
-            return None
-        size, start = int.from_bytes(data[4:12], "big"), 12
-    if size < 0 or len(data) < start + size:
-        return None
-    return data[start:start + size]
+def read_frame(fd: int) -> Optional[bytes]:
+    """The one frame a child wrote to the memory file ``fd`` (see ``wire.framing``); None
+    if it is missing or cut short (the child died while writing it)."""
+    return framing.first(read_all(fd))

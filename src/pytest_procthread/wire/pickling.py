@@ -1,4 +1,4 @@
-"""How calls and results cross a process boundary.
+"""The pickling policy: how calls, arguments and results are turned into bytes.
 
 Plain pickle first (it is what multiprocessing does and keeps children light); cloudpickle
 when plain pickle cannot do it (lambdas, closures, functions defined inside a test).
@@ -13,7 +13,7 @@ import io
 import pickle
 from typing import Any, Callable, Optional
 
-from .errors import NotPicklableError
+from ..errors import NotPicklableError
 
 
 def _multiprocessing_reducers() -> dict[type, Any]:

@@ -5,16 +5,16 @@ only because *another thread* may hold a lock or be half-way through something a
 moment of the fork: ``threading._after_fork`` (thread bookkeeping), logging's (its module
 and handler locks) and ``concurrent.futures.thread``'s (its shutdown lock). In a process
 with one thread they leave the child's state exactly as they found it, yet they run Python
-code in the child, and a forked child copies every memory page it writes to. Measured with
-the pagemap of stopped children of a pytest process (CPython 3.11, see
-benchmarks/README.md): a child had written 233 pages by its first statement with them and
-95 without, threading's alone about 120 pages; about 0.5 ms per child in this VM.
+code in the child, and a forked child copies every memory page it writes to: they were
+most of what a fork child of a pytest process wrote before its first statement (the
+counts are in benchmarks/README.md).
 
-So, when this process has one thread, :func:`fork` takes those hooks out of CPython's hook
-lists for the moment of the fork and puts them back in both processes. Every other hook
-still runs: random's reseed, asyncio's loop reset, this package's descriptor guard and any
-hook of the user's or of a library. With more than one thread, on PyPy, on a free-threaded
-build, or wherever the lists cannot be found, it is a plain ``os.fork()``.
+So, when this process has one thread, :func:`fork_without_lock_hooks` takes those hooks
+out of CPython's hook lists for the moment of the fork and puts them back in both
+processes. Every other hook still runs: random's reseed, asyncio's loop reset, this
+package's descriptor guard and any hook of the user's or of a library. With more than one
+thread, on PyPy, on a free-threaded build, or wherever the lists cannot be found, it is a
+plain ``os.fork()``.
 
 The lists are found without reaching into the interpreter's memory: a sentinel hook is
 registered, and the garbage collector names the lists that hold it.
@@ -122,7 +122,7 @@ def _hook_lists() -> Optional[_Lists]:
     return _lists
 
 
-def fork() -> int:
+def fork_without_lock_hooks() -> int:
     """``os.fork()``; in a process with one thread, without the hooks that would not
     change anything (see the module's docstring)."""
     lists = _hook_lists()
@@ -141,7 +141,8 @@ def fork() -> int:
 
 
 def skipped_hooks() -> list[Any]:
-    """The hooks that :func:`fork` leaves out in a process with one thread (for tests)."""
+    """The hooks that :func:`fork_without_lock_hooks` leaves out in a process with one
+    thread (for tests)."""
     lists = _hook_lists()
     if lists is None:
         return []

@@ -20,8 +20,11 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from ._capture import Capture
-from ._child import keep
+import _pytest.logging
+
+from ..child.spec import keep
+from ..process.capture import Capture
+from ..wire import framing
 
 # The attributes every LogRecord has; anything else came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -48,14 +51,12 @@ class Sidecar:
             data = pickle.dumps((kind, payload))
         except Exception:
             return  # plain pickle cannot send it back; the test process gets the rest
-        frame = memoryview(len(data).to_bytes(4, "big") + data)
         with _PUT_LOCK:
             try:
                 if self._fd is None:
                     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
                     self._fd = os.open(self.path, flags, 0o600)
-                while frame:
-                    frame = frame[os.write(self._fd, frame):]
+                framing.write(self._fd, data)
             except OSError:
                 pass
 
@@ -177,11 +178,11 @@ def portable_record(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _pytest_handler(handler: logging.Handler) -> bool:
-    return type(handler).__module__ == "_pytest.logging"
+    return type(handler).__module__ == _pytest.logging.__name__
 
 
 def _capturing(handler: logging.Handler) -> bool:
-    return type(handler).__name__ == "LogCaptureHandler"
+    return isinstance(handler, _pytest.logging.LogCaptureHandler)
 
 
 def log_writers() -> tuple[logging.Handler, ...]:
@@ -230,17 +231,10 @@ def set_logger_levels(state: Optional[dict[str, Any]]) -> None:
 
 def read_sidecar(side: Capture) -> list[tuple[str, Any]]:
     """The records of a side file, in order; a record cut short by a crash ends the list."""
-    data = side.read_bytes()
     records = []
-    pos = 0
-    while pos + 4 <= len(data):
-        size = int.from_bytes(data[pos:pos + 4], "big")
-        pos += 4
-        if pos + size > len(data):
-            break
+    for frame in framing.split(side.read_bytes()):
         with contextlib.suppress(Exception):
-            records.append(pickle.loads(data[pos:pos + size]))
-        pos += size
+            records.append(pickle.loads(frame))
     return records
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from .runtime import RuntimeFacts
-
-MARKER = "requires"
+from ..options import REQUIRES_MARKER as MARKER
+from ..runtime import RuntimeFacts
 
 
 def _names(value: Any, what: str, where: str) -> tuple[str, ...]:

@@ -1,12 +1,30 @@
-"""Stopping a child together with everything it started."""
+"""A child's process tree: what is below it, and stopping it together with all of that.
+
+Also the one probe of whether this system has pidfds (Linux 5.3+, CPython), which the
+direct fork path and the warden rest on.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 import time
 from typing import Callable
 
 import psutil
+
+
+@functools.cache
+def pidfd_works() -> bool:
+    """Whether ``os.pidfd_open`` works here: the kernel may be older than the Python build."""
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
 
 
 def descendants(pid: int) -> list[psutil.Process]:

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 import pytest
 
+from ..child.spec import current_output_paths
+
 if TYPE_CHECKING:
-    from ._sidecar import Sidecar
+    from .sidecar import Sidecar
 
 # Fixtures whose value is a callable that records data for the report: in the child a
 # stand-in records the calls, and the test process makes them again on the real one.
@@ -61,8 +63,6 @@ class ChildCapture:
         self.binary = binary
 
     def readouterr(self) -> CaptureResult:
-        from ._child import current_output_paths
-
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -119,7 +119,7 @@ class ChildLogCapture:
     """In a fresh child, stands in for ``caplog`` (whose value holds the test item and
     cannot travel): the same reading API, over the records made in the child's body, at
     the level and in the format of the real one. The records also reach the real ``caplog``
-    in the test process, after the body (see ``_sidecar``)."""
+    in the test process, after the body (see ``sidecar``)."""
 
     def __init__(self, level: int, fmt: Optional[str], datefmt: Optional[str]) -> None:
         self._level = level

@@ -6,6 +6,8 @@ this process dies or closes its end. Python has no close-on-fork flag, so right 
 every ``os.fork()`` the child points those numbers at /dev/null: the pipe is released,
 while the number stays taken, so that a Connection object copied into the child and
 closed later closes /dev/null and never a descriptor the child opened since.
+
+Every process of ours that forks uses it: the test process, and a warm template.
 """
 
 from __future__ import annotations

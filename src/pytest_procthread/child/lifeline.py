@@ -1,0 +1,93 @@
+"""How a child ends with its parent: a watched lifeline, or the parent's warden.
+
+The parent holds the write end of a pipe whose read end the child has; the parent never
+writes, so the child's read returns only when every copy of the write end is closed,
+that is when the parent process is gone, however it ended. The child then kills what it
+started and exits with ``LIFELINE_EXIT_CODE``.
+
+A fork child on Linux does not watch: it enlists with the warden, a small process that
+the parent started and that kills the parent's children once the parent is gone (see
+``process.warden``), so that it runs no thread of its own.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+from typing import Any
+
+from .spec import FdRef
+
+LIFELINE_EXIT_CODE = 70  # EX_SOFTWARE: our own "parent is gone" exit
+
+# Lifeline watchers started in this process: (the process, how many). A fork child
+# inherits the count of its parent, whose threads it does not have.
+_watchers = (0, 0)
+
+
+def end_with_parent() -> None:
+    """Kill this process's descendants and exit: the parent is gone."""
+    try:
+        sys.stderr.write("procthread: the parent process is gone; this child stops now\n")
+    except Exception:
+        pass
+    try:
+        import psutil
+
+        for kid in psutil.Process().children(recursive=True):
+            try:
+                kid.kill()
+            except psutil.Error:
+                pass
+    except Exception:
+        pass
+    os._exit(LIFELINE_EXIT_CODE)
+
+
+def watch(conn: Any) -> None:
+    """The watcher thread: wait for the end of the lifeline, then end this process."""
+    # The parent never writes: this returns only when its end closes, that is when the
+    # parent process is gone. A blocking read is the point, hence no timeout.
+    try:
+        if isinstance(conn, FdRef):
+            while os.read(conn.fd, 1):
+                pass
+        else:
+            conn.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    end_with_parent()
+
+
+def start_watcher(conn: Any) -> None:
+    """Watch the lifeline ``conn`` (an FdRef, or a Connection on Windows) from a bare OS
+    thread: ``threading`` does not list it, so code in the child sees the threads it
+    would see without isolation, and it starts without waiting for the new thread."""
+    global _watchers
+    _thread.start_new_thread(watch, (conn,))
+    pid = os.getpid()
+    _watchers = (pid, (_watchers[1] if _watchers[0] == pid else 0) + 1)
+
+
+def helper_threads_here() -> int:
+    """OS threads that pytest-procthread itself runs in this process and that ``threading``
+    does not list: an isolated child's lifeline watcher. 0 outside isolated children, and
+    in fork children on Linux, which the warden watches instead (see ``process.warden``)."""
+    return _watchers[1] if _watchers[0] == os.getpid() else 0
+
+
+def enlist(pipe: int) -> bool:
+    """Ask the parent's warden to stop this child with its parent (write this pid to the
+    warden's pipe, then close the pipe). False if the warden cannot hear it: the child
+    must then watch for itself."""
+    try:
+        os.write(pipe, b"%d\n" % os.getpid())
+    except OSError:
+        return False
+    finally:
+        try:
+            os.close(pipe)
+        except OSError:
+            pass
+    return True

@@ -1,0 +1,114 @@
+"""One isolated test, in the test process: build its call, start its child, wait, report.
+
+Under ``fork`` the call carries the live objects (the child inherits them); under
+``spawn`` and ``forkserver`` it carries them pickled, with what a fresh interpreter needs
+to behave as the test process does (warning filters, logger levels, the environment, the
+modules pytest rewrote). The outcome is then reported as pytest would report the body:
+its exception raised again, its return value warned about, or a crash made a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, NoReturn
+
+import pytest
+
+from ..errors import NotPicklableError
+from ..outcome import Outcome
+from ..process.capture import new_capture
+from ..process.handle import ProcessHandle
+from ..process.runner import ProcessRunner
+from ..process.scratch import directory as scratch_directory
+from .body import BodyCall, IsolatedBody
+from .comparison import explain
+from .failure import died_message
+from .marker import WARNING_SINK, marker_of, refuse_async, warn_returned
+from .output import LiveOutput, relay_output
+from .sidecar import Sidecar, log_writers, logger_levels, relay_to_fork_child, replay
+from .standins import stand_ins
+from .travel import pickle_pieces, rewritten_modules, test_kwargs, warning_filters
+
+
+def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) -> None:
+    """Run the body of ``item`` in a child process and report it as pytest would."""
+    __tracebackhide__ = True
+    refuse_async(item)
+    runner = ProcessRunner(config=item.config, marker=marker_of(item), warm=True)
+    # A memory file where there are memory files (see process.capture), like the output.
+    side = new_capture("side", scratch_directory)
+    try:
+        method = runner.start_method
+        call = BodyCall(test=item.name, sidecar_path=side.path, threads=threads,
+                        thread_timeout=thread_timeout,
+                        module=getattr(item.obj, "__module__", "") or "")
+        externals = _fill(call, item, method)
+        fork_relay = relay_to_fork_child(call.sidecar) if call.sidecar else None
+        with fork_relay or contextlib.nullcontext():
+            handle = runner.start(IsolatedBody(call), externals)
+        outcome = _join(handle, item)
+        comparison = replay(side, getattr(item, "funcargs", {}))
+    finally:
+        runner.close()
+        side.discard()
+    _report(item, outcome, comparison, handle.lost)
+
+
+def _fill(call: BodyCall, item: pytest.Function, method: str) -> list[Any]:
+    """Put the test function and its arguments into ``call``; the externals to hand over."""
+    kwargs = stand_ins(test_kwargs(item), inherited=method == "fork")
+    if method == "fork":
+        call.function, call.kwargs = item.obj, kwargs
+        call.warning_sink = item.stash.get(WARNING_SINK, None)
+        call.sidecar, call.log_writers = Sidecar(call.sidecar_path), log_writers()
+        return []
+    try:
+        call.pieces, call.labels, externals = pickle_pieces(item, item.obj, kwargs, method)
+    except NotPicklableError as exc:
+        refusal = str(exc)
+    else:
+        refusal = ""
+    if refusal:
+        # Outside the except clause: the message says it all, and pytest would print the
+        # pickling errors chained under it, the message twice.
+        _fail(refusal)
+    call.rewrite = rewritten_modules(also=call.module)
+    call.warning_filters = warning_filters()
+    call.log_levels = logger_levels()
+    call.environ = dict(os.environ)
+    return externals
+
+
+def _join(handle: ProcessHandle, item: pytest.Item) -> Outcome:
+    live = None
+    if item.config.getoption("capture", None) == "no":
+        live = LiveOutput(handle.output_paths)
+    try:
+        outcome = handle.join()
+    finally:
+        if live is not None:
+            live.stop()
+    relay_output(outcome, live)
+    return outcome
+
+
+def _report(item: pytest.Item, outcome: Outcome, comparison: Any, lost: str) -> None:
+    __tracebackhide__ = True
+    exc = outcome.exception
+    if exc is not None:
+        if comparison is not None:
+            explain(item, exc, comparison)
+        raise exc
+    if outcome.returned:
+        warn_returned(item, outcome.value)
+        return
+    item.ihook.pytest_procthread_isolated_crash(item=item, outcome=outcome)
+    captured = item.config.getoption("capture", None) != "no"
+    _fail(died_message(item.nodeid, outcome, captured, lost))
+
+
+def _fail(message: str) -> NoReturn:
+    # Not hidden from tracebacks: pytest notes "all entries are hidden" when none is left;
+    # with pytrace=False it prints only the message.
+    pytest.fail(message, pytrace=False)

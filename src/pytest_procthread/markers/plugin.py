@@ -1,0 +1,136 @@
+"""Hooks of the markers ``isolated``, ``threads`` and ``requires`` and of ``--isolated``.
+
+Registered by the main plugin (``plugin.py``) as ``procthread-markers``. Only wiring: every
+marker of ours is checked once at collection, ``requires`` is applied there, and the body
+of a test is dispatched to a child process (``isolated.run``), to n threads
+(``parallel.fan_out``), or both, or left to pytest.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from ..isolated.marker import (
+    note_warning_sink,
+    refuse_async,
+    validate_marker,
+    wanted,
+    warn_returned,
+)
+from ..isolated.run import run as run_isolated
+from ..isolated.travel import test_kwargs
+from ..options import REQUIRES_MARKER, THREADS_MARKER
+from ..parallel import fan_out
+from ..process.fork import available as fork_available
+from ..process.fork import reap_exiting
+from ..process.runner import end_session
+from ..process.warden import start_soon
+from ..runtime import RuntimeFacts, runtime_facts
+from ..settings import resolve
+from .requires import unmet
+from .threads import thread_count, thread_timeout
+
+_MARKER_ERROR = pytest.StashKey[str]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Under --isolated with fork, every test forks: the warden that watches fork children
+    # starts now, while the tests are collected, not at the first test (see process.warden).
+    config = session.config
+    if not config.getoption("procthread_isolated", False) or not fork_available():
+        return
+    if config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput"):
+        return  # pytest-xdist's controller runs no test; its workers start their own
+    try:
+        method = resolve(config).start_method
+    except ValueError:
+        return  # a bad setting is reported where it is used
+    if method == "fork":
+        start_soon()
+
+
+def check_markers(item: pytest.Item, facts: RuntimeFacts) -> list[str]:
+    """Check every marker of ours on ``item``; the reasons ``requires`` says to skip it.
+    ValueError, naming the test, for a marker written wrongly."""
+    validate_marker(item)
+    threads = item.get_closest_marker(THREADS_MARKER)
+    if threads is not None:
+        thread_count(threads, item.nodeid)
+        thread_timeout(item, threads)
+    reasons = []
+    for marker in item.iter_markers(REQUIRES_MARKER):
+        reasons += unmet(marker, facts, item.nodeid)
+    return reasons
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Check every marker of ours once, before any test runs; apply ``requires``.
+
+    A wrong marker is a usage error that stops the run. In a pytest-xdist worker, where a
+    usage error at collection would crash the worker, the test errors instead.
+    """
+    facts = runtime_facts()
+    in_worker = hasattr(config, "workerinput")
+    for item in items:
+        try:
+            reasons = check_markers(item, facts)
+        except ValueError as exc:
+            if not in_worker:
+                raise pytest.UsageError(str(exc)) from None
+            item.stash[_MARKER_ERROR] = str(exc)
+            continue
+        if reasons:
+            item.add_marker(pytest.mark.skip(reason="; ".join(reasons)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    error = item.stash.get(_MARKER_ERROR, None)
+    if error is not None:
+        raise pytest.UsageError(error)
+    if wanted(item):
+        note_warning_sink(item)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
+    """Run the body in a child process, in n threads, or both; else leave it to pytest."""
+    __tracebackhide__ = True
+    threads_marker = pyfuncitem.get_closest_marker(THREADS_MARKER)
+    isolated = wanted(pyfuncitem)
+    if threads_marker is None and not isolated:
+        return None
+    threads, timeout = 0, 0.0
+    if threads_marker is not None:
+        threads = thread_count(threads_marker, pyfuncitem.nodeid)
+        timeout = thread_timeout(pyfuncitem, threads_marker)
+    if isolated:
+        run_isolated(pyfuncitem, threads=threads, thread_timeout=timeout)
+        return True
+    refuse_async(pyfuncitem)
+    result = fan_out(pyfuncitem.obj, test_kwargs(pyfuncitem), threads, timeout)
+    warn_returned(pyfuncitem, None if result is None else repr(type(result)))
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    # The child of an isolated test may still be exiting (it said it was done, see
+    # process.fork): gone before the first fixture is torn down, so no teardown sees it.
+    reap_exiting()
+
+
+@pytest.fixture
+def thread_index() -> int:
+    """This thread's index in a ``@pytest.mark.threads(n)`` test (0 to n-1); 0 elsewhere."""
+    return 0
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Before the leak check (trylast): the warm templates of --isolated end here.
+    end_session()

@@ -1,0 +1,161 @@
+"""The warden, the parent's side: one small process that stops this process's fork
+children once this process is gone.
+
+A child must end when the test process ends, however it ends (``kill -9`` included), and
+take with it everything it started. A child can watch for that itself, with a thread
+blocked on a pipe from its parent (see ``child.lifeline``), and spawn and forkserver
+children do. A fork child instead writes its pid into the warden's pipe as it starts
+(``child.lifeline.enlist``) and runs no thread: a watcher thread was the largest single
+cost of a fork child, and showed in the child's thread count (figures in
+benchmarks/README.md).
+
+The warden runs ``child/warden_program.py`` with ``python -I -S``. It is started through
+a double fork, so it is never among the test process's children, once per process: at
+session start under ``--isolated`` with fork (:func:`start_soon`, so that its start-up
+overlaps test collection), else at the first fork child (:func:`pipe_for_child`). Where
+there is no pidfd (macOS, older kernels, PyPy) there is no warden, and fork children
+watch with a thread as the others do; so does a child whose write to the warden fails.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+from typing import Any, Optional
+
+from ..child import warden_program
+from .proctree import pidfd_works
+
+START_WAIT = 10.0  # the first stage only forks; a bound, never reached in practice
+
+
+class _Warden:
+    def __init__(self, pid: int, pidfd: int, pipe: int) -> None:
+        self.owner = os.getpid()
+        self.pid = pid
+        self.pidfd = pidfd
+        self.pipe = pipe
+
+    def alive(self) -> bool:
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        return not poller.poll(0)
+
+    def close(self) -> None:
+        for fd in (self.pipe, self.pidfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+_warden: Optional[_Warden] = None
+_unavailable = False
+# Started by start_soon() and not waited for yet: (the process that started it, the first
+# stage, the write end of the warden's pipe).
+_pending: Optional[tuple[int, Any, int]] = None
+
+
+def start_soon() -> None:
+    """Start this process's warden now, in the background, where fork children will need
+    one: an interpreter's start-up then overlaps with test collection instead of delaying
+    the first fork child. :func:`pipe_for_child` waits for it."""
+    global _pending
+    if _warden is not None or _pending is not None or _unavailable or not _supported():
+        return
+    launched = _launch()
+    if launched is not None:
+        _pending = (os.getpid(), *launched)
+
+
+def settle() -> None:
+    """Wait for a warden started by :func:`start_soon` (its first stage is a child of this
+    process until then). Called by :func:`pipe_for_child` and at session end."""
+    global _pending, _warden, _unavailable
+    pending, _pending = _pending, None
+    if pending is None or pending[0] != os.getpid():  # a fork child's copy: not its own
+        return
+    _warden = _finish(pending[1], pending[2])
+    if _warden is None:
+        _unavailable = True
+
+
+def _supported() -> bool:
+    return (sys.platform.startswith("linux") and hasattr(signal, "pidfd_send_signal")
+            and pidfd_works())
+
+
+def _launch() -> Optional[tuple[Any, int]]:
+    """Start the warden's first stage; the stage and the write end of the warden's pipe."""
+    import subprocess  # here: only the test process starts a warden
+
+    read_end, write_end = os.pipe()
+    try:
+        stage = subprocess.Popen(
+            [sys.executable, "-I", "-S", warden_program.__file__, str(read_end),
+             str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            pass_fds=(read_end,), start_new_session=True,
+        )
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    os.close(read_end)
+    return stage, write_end
+
+
+def _finish(stage: Any, write_end: int) -> Optional[_Warden]:
+    """Wait for the first stage to name the warden it forked (it then exits)."""
+    import subprocess
+
+    try:
+        out, _ = stage.communicate(timeout=START_WAIT)
+        pid = int(out.split()[0])
+        pidfd = os.pidfd_open(pid)
+    except (subprocess.TimeoutExpired, ValueError, IndexError, OSError):
+        stage.kill()
+        stage.wait()
+        os.close(write_end)
+        return None
+    return _Warden(pid, pidfd, write_end)
+
+
+def pipe_for_child() -> Optional[int]:
+    """This process's warden's pipe, for a fork child to enlist in (starting the warden
+    the first time); None where there is none, and the child must watch for itself."""
+    global _warden, _unavailable
+    if _pending is not None:
+        settle()
+    warden = _warden
+    if warden is not None and warden.owner == os.getpid() and warden.alive():
+        return warden.pipe
+    if warden is not None and warden.owner == os.getpid():
+        warden.close()  # it died (someone killed it): start another
+    _warden = None
+    if _unavailable:
+        return None
+    if not _supported():
+        _unavailable = True
+        return None
+    launched = _launch()
+    _warden = None if launched is None else _finish(*launched)
+    if _warden is None:
+        _unavailable = True  # it could not start here: do not pay for trying again
+        return None
+    return _warden.pipe
+
+
+def own_fds() -> set[int]:
+    """Descriptors this process keeps for its warden, for the whole session."""
+    warden = _warden
+    if warden is None or warden.owner != os.getpid():
+        return set()
+    return {warden.pipe, warden.pidfd}
+
+
+def warden_pid() -> Optional[int]:
+    warden = _warden
+    return None if warden is None or warden.owner != os.getpid() else warden.pid
