@@ -10,6 +10,7 @@ and records a failed comparison for the test process to explain.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import logging
 import os
@@ -25,8 +26,12 @@ from ..options import ISOLATED_MARKER as MARKER
 from ..parallel import fan_out
 from ..wire import pickling
 from .comparison import comparison_for, install_recorder
+from .fresh import module_and_class
+from .patches import Patch, replay
+from .references import Reference
 from .sidecar import Sidecar, relay_logs, restart_recorders, route_warnings, set_logger_levels
 from .standins import ChildLogCapture, RecordedCalls
+from .testcase import run_case
 from .travel import FUNCTION_PIECE, Pieces, load_filters
 
 BODY_VERSION = 2
@@ -39,6 +44,9 @@ class BodyCall:
     test: str
     sidecar_path: str
     module: str = ""
+    # Under spawn and forkserver, what the child imports before it rebuilds the call (a
+    # warm template, before it forks the child): the conftests, the test's module, ours.
+    preload: tuple[str, ...] = ()
     # Under fork the child inherits these as they are.
     function: Any = None
     kwargs: Optional[dict[str, Any]] = None
@@ -46,6 +54,9 @@ class BodyCall:
     # be rebuilt in the child is named (see travel.pickle_pieces).
     pieces: Pieces = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # name -> "fixture 'db'"
+    references: dict[str, Reference] = field(default_factory=dict)  # found by the child
+    # What the fixtures patched with monkeypatch, made again in a fresh child.
+    patches: list[Patch] = field(default_factory=list)
     rewrite: dict[str, str] = field(default_factory=dict)
     # Under fork, made in the test process so that the child has less to make: the side
     # file's writer, pytest's log handlers that write out (which the child drops), and
@@ -77,9 +88,7 @@ class IsolatedBody:
     def procthread_warmup(self) -> dict[str, Any]:
         """What a warm template imports before it forks the child (see
         ``process.template``): this module, and with it pytest; the test's module."""
-        preload = [type(self).__module__]
-        if self.call.module:
-            preload.append(self.call.module)
+        preload = [type(self).__module__, *(name for name in self.call.preload if name)]
         return {"preload": preload, "rewrite": self.call.rewrite}
 
     def __call__(self, externals: Optional[list[Any]] = None) -> Optional[str]:
@@ -103,10 +112,11 @@ class IsolatedBody:
                 sidecar.live = True
                 _start_stand_ins(kwargs, sidecar, fresh)
                 try:
-                    if call.threads:
-                        result = fan_out(fn, kwargs, call.threads, call.thread_timeout)
-                    else:
-                        result = fn(**kwargs)
+                    with _fresh_set_up(fn) if fresh else contextlib.nullcontext():
+                        if call.threads:
+                            result = fan_out(fn, kwargs, call.threads, call.thread_timeout)
+                        else:
+                            result = fn(**kwargs)
                 except BaseException as exc:
                     comparison = comparison_for(exc)
                     if comparison is not None:
@@ -135,6 +145,16 @@ class IsolatedBody:
             os.environ.update(call.environ)
         install_rewriting(call.rewrite)
         install_recorder()
+        for name in call.preload:  # the conftests first, as pytest imported them
+            try:
+                if name:
+                    importlib.import_module(name)
+            except Exception as exc:
+                raise ProcThreadError(
+                    f"the isolated child of {call.test} could not import {name}, which "
+                    f"the test process had imported for it: {type(exc).__name__}: {exc}"
+                ) from exc
+        replay(call.patches)
         values: dict[str, Any] = {}
         for name, (data, first, count) in call.pieces.items():
             try:
@@ -148,8 +168,27 @@ class IsolatedBody:
                     f"importable module, or isolate this test with "
                     f"@pytest.mark.{MARKER}(start_method='fork')."
                 ) from exc
+        for name, reference in call.references.items():
+            try:
+                values[name] = reference.resolve()
+            except Exception as exc:
+                what = call.labels.get(name, f"argument {name!r}")
+                raise ProcThreadError(
+                    f"the isolated child of {call.test} could not find {what} where the "
+                    f"test process found it ({reference!r}): {type(exc).__name__}: {exc}. "
+                    f"Isolate this test with @pytest.mark.{MARKER}(start_method='fork')."
+                ) from exc
         fn = values.pop(FUNCTION_PIECE)
         return fn, values
+
+
+def _fresh_set_up(fn: Callable[..., Any]) -> contextlib.AbstractContextManager[None]:
+    """A fresh child sets up the module and class of a test function (``fresh``); a
+    unittest case does so in ``testcase.run_case``, which is the function here."""
+    if fn is run_case:
+        return contextlib.nullcontext()
+    owner = getattr(fn, "__self__", None)
+    return module_and_class(None if owner is None else type(owner), fn.__module__)
 
 
 def _start_stand_ins(kwargs: dict[str, Any], sidecar: Sidecar, fresh: bool) -> None:

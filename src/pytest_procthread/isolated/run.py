@@ -26,15 +26,17 @@ from .comparison import explain
 from .failure import died_message
 from .marker import WARNING_SINK, marker_of, refuse_async, warn_returned
 from .output import LiveOutput, relay_output
+from .patches import recorded
 from .sidecar import Sidecar, log_writers, logger_levels, relay_to_fork_child, replay
-from .standins import stand_ins
-from .travel import pickle_pieces, rewritten_modules, test_kwargs, warning_filters
+from .testcase import is_case
+from .travel import body_of, conftest_modules, pack, rewritten_modules, warning_filters
 
 
 def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) -> None:
     """Run the body of ``item`` in a child process and report it as pytest would."""
     __tracebackhide__ = True
-    refuse_async(item)
+    if not is_case(item):  # unittest runs its own coroutines
+        refuse_async(item)
     runner = ProcessRunner(config=item.config, marker=marker_of(item), warm=True)
     # A memory file where there are memory files (see process.capture), like the output.
     side = new_capture("side", scratch_directory)
@@ -57,14 +59,14 @@ def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) ->
 
 def _fill(call: BodyCall, item: pytest.Function, method: str) -> list[Any]:
     """Put the test function and its arguments into ``call``; the externals to hand over."""
-    kwargs = stand_ins(test_kwargs(item), inherited=method == "fork")
+    fn, kwargs = body_of(item, fresh=method != "fork")
     if method == "fork":
-        call.function, call.kwargs = item.obj, kwargs
+        call.function, call.kwargs = fn, kwargs
         call.warning_sink = item.stash.get(WARNING_SINK, None)
         call.sidecar, call.log_writers = Sidecar(call.sidecar_path), log_writers()
         return []
     try:
-        call.pieces, call.labels, externals = pickle_pieces(item, item.obj, kwargs, method)
+        packed = pack(item, fn, kwargs, method)
     except NotPicklableError as exc:
         refusal = str(exc)
     else:
@@ -73,11 +75,15 @@ def _fill(call: BodyCall, item: pytest.Function, method: str) -> list[Any]:
         # Outside the except clause: the message says it all, and pytest would print the
         # pickling errors chained under it, the message twice.
         _fail(refusal)
+    call.pieces, call.labels, call.references = packed.pieces, packed.labels, packed.references
+    call.preload = (*conftest_modules(item), call.module, fn.__module__)
+    monkeypatch = getattr(item, "funcargs", {}).get("monkeypatch")
+    call.patches = [] if monkeypatch is None else recorded(monkeypatch)
     call.rewrite = rewritten_modules(also=call.module)
     call.warning_filters = warning_filters()
     call.log_levels = logger_levels()
     call.environ = dict(os.environ)
-    return externals
+    return packed.externals
 
 
 def _join(handle: ProcessHandle, item: pytest.Item) -> Outcome:

@@ -1,13 +1,17 @@
 """What an isolated test's child is given: the test function and its arguments, each
-pickled apart under ``spawn`` and ``forkserver`` so that one that cannot travel is named,
-the test process's warning filters, and the modules pytest rewrote."""
+packed apart under ``spawn`` and ``forkserver`` (pickled, or by reference, see
+``references``) so that one that cannot travel is named, the test process's warning
+filters, and the modules pytest rewrote."""
 
 from __future__ import annotations
 
 import inspect
+import os
 import pickle
 import sys
+import types
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
@@ -15,6 +19,9 @@ import pytest
 from ..errors import NotPicklableError
 from ..options import ISOLATED_MARKER as MARKER
 from ..wire import pickling
+from .references import Reference, function_reference, parameter_reference
+from .standins import stand_ins
+from .testcase import is_case, run_case
 
 FUNCTION_PIECE = "\x00function"
 
@@ -42,6 +49,42 @@ def test_kwargs(item: pytest.Function) -> dict[str, Any]:
     return {name: funcargs[name] for name in names if name in funcargs}
 
 
+def body_of(item: pytest.Function, fresh: bool) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """What the child calls for ``item``, and with what: the test function with its
+    arguments (stand-ins for the fixtures that need one), or for a unittest method,
+    ``testcase.run_case`` with the case. ``fresh``: the child is a new interpreter."""
+    if is_case(item):
+        return run_case, {"case": item.instance, "fresh": fresh}
+    return item.obj, stand_ins(test_kwargs(item), inherited=not fresh)
+
+
+def conftest_modules(item: pytest.Item) -> tuple[str, ...]:
+    """The names of the conftest modules that pytest imported for ``item``, outermost
+    first: a fresh child imports them before the test's module, for what their import
+    does (``import click.testing`` makes ``click.testing`` an attribute of ``click``)."""
+    directory = Path(str(item.path)).parent
+    known = item.config.stash.setdefault(_CONFTESTS, {})
+    if directory not in known:
+        known[directory] = _conftests_of(item.config, directory)
+    return known[directory]
+
+
+_CONFTESTS = pytest.StashKey[dict[Path, tuple[str, ...]]]()
+
+
+def _conftests_of(config: pytest.Config, directory: Path) -> tuple[str, ...]:
+    found = []
+    for plugin in config.pluginmanager.get_plugins():
+        file = getattr(plugin, "__file__", None)
+        if not isinstance(plugin, types.ModuleType) or not file \
+                or os.path.basename(file) != "conftest.py":
+            continue
+        where = Path(file).parent
+        if where == directory or where in directory.parents:
+            found.append((len(where.parts), plugin.__name__))
+    return tuple(name for _, name in sorted(found))
+
+
 def _argument_names(fn: Callable[..., Any]) -> list[str]:
     try:
         parameters = list(inspect.signature(fn).parameters.values())
@@ -55,6 +98,8 @@ def _argument_names(fn: Callable[..., Any]) -> list[str]:
 
 
 def _describe_argument(item: pytest.Item, name: str) -> str:
+    if is_case(item):
+        return f"the unittest case {item.nodeid}" if name == "case" else repr(name)
     callspec = getattr(item, "callspec", None)
     if callspec is not None and name in getattr(callspec, "params", {}):
         return f"parameter {name!r}"
@@ -64,25 +109,44 @@ def _describe_argument(item: pytest.Item, name: str) -> str:
 Pieces = dict[str, tuple[bytes, int, int]]
 
 
-def pickle_pieces(
-    item: pytest.Function, fn: Callable[..., Any], kwargs: dict[str, Any], method: str,
-) -> tuple[Pieces, dict[str, str], list[Any]]:
-    """The test function and each argument pickled apart: name -> (data, first external,
-    number of externals); name -> what it is ("fixture 'db'"); the externals.
+class Packed:
+    """The test function and its arguments, ready to travel: each piece pickled apart
+    (name -> (data, first external, number of externals)), or sent as a reference
+    (see ``references``); what each piece is ("fixture 'db'"); the externals."""
 
-    Raises NotPicklableError naming the piece that cannot travel and what to do."""
-    pieces: Pieces = {}
-    labels: dict[str, str] = {}
-    externals: list[Any] = []
+    __slots__ = ("externals", "labels", "pieces", "references")
+
+    def __init__(self) -> None:
+        self.pieces: Pieces = {}
+        self.labels: dict[str, str] = {}
+        self.externals: list[Any] = []
+        self.references: dict[str, Reference] = {}
+
+
+def pack(item: pytest.Function, fn: Callable[..., Any], kwargs: dict[str, Any],
+         method: str) -> Packed:
+    """Pack the test function and each argument apart. A parametrize value that is not
+    plain data goes as a reference (a fresh import recreates it, as itself); the function
+    goes as a reference where pickle cannot take it. Raises NotPicklableError naming the
+    piece that cannot travel, and what to do."""
+    packed = Packed()
     for name, value in ((FUNCTION_PIECE, fn), *kwargs.items()):
         what = (
             f"the test function {item.nodeid}" if name == FUNCTION_PIECE
             else _describe_argument(item, name)
         )
-        labels[name] = what
+        packed.labels[name] = what
+        reference = None if name == FUNCTION_PIECE else parameter_reference(item, name)
+        if reference is not None:
+            packed.references[name] = reference
+            continue
         try:
             data, found = pickling.dumps(value)
         except Exception as exc:
+            reference = function_reference(item) if name == FUNCTION_PIECE else None
+            if reference is not None:
+                packed.references[name] = reference
+                continue
             raise NotPicklableError(
                 f"{what} cannot travel to the isolated child of {item.nodeid}, started "
                 f"with {method!r}: {pickling.describe_unpicklable('its value', value, exc, '')}"
@@ -92,9 +156,9 @@ def pickle_pieces(
                 f"{_PICKLABLE_ADVICE.get(name, _PICKLABLE_ADVICE[''])}.",
                 what=what, start_method=method,
             ) from exc
-        pieces[name] = (data, len(externals), len(found))
-        externals += found
-    return pieces, labels, externals
+        packed.pieces[name] = (data, len(packed.externals), len(found))
+        packed.externals += found
+    return packed
 
 
 def warning_filters() -> list[bytes]:

@@ -8,6 +8,8 @@ of a test is dispatched to a child process (``isolated.run``), to n threads
 
 from __future__ import annotations
 
+import functools
+import gc
 from typing import Optional
 
 import pytest
@@ -20,6 +22,7 @@ from ..isolated.marker import (
     warn_returned,
 )
 from ..isolated.run import run as run_isolated
+from ..isolated.testcase import is_case
 from ..isolated.travel import test_kwargs
 from ..options import REQUIRES_MARKER, THREADS_MARKER
 from ..parallel import fan_out
@@ -35,20 +38,32 @@ from .threads import thread_count, thread_timeout
 _MARKER_ERROR = pytest.StashKey[str]()
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # Under --isolated with fork, every test forks: the warden that watches fork children
-    # starts now, while the tests are collected, not at the first test (see process.warden).
-    config = session.config
+def _forks_every_test(config: pytest.Config) -> bool:
+    """--isolated with fork, in a process that runs tests (not xdist's controller)."""
     if not config.getoption("procthread_isolated", False) or not fork_available():
-        return
+        return False
     if config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput"):
-        return  # pytest-xdist's controller runs no test; its workers start their own
+        return False  # pytest-xdist's controller runs no test; its workers fork their own
     try:
-        method = resolve(config).start_method
+        return resolve(config).start_method == "fork"
     except ValueError:
-        return  # a bad setting is reported where it is used
-    if method == "fork":
+        return False  # a bad setting is reported where it is used
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # The warden that watches fork children starts now, while the tests are collected,
+    # not at the first test (see process.warden).
+    if _forks_every_test(session.config):
         start_soon()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What collection made lives as long as the session, and every test forks: frozen,
+    # the test process's garbage collector no longer walks it, so it no longer writes to
+    # pages that the children share (each such write after a fork is a copy).
+    if _forks_every_test(session.config):
+        gc.freeze()
 
 
 def check_markers(item: pytest.Item, facts: RuntimeFacts) -> list[str]:
@@ -95,6 +110,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         raise pytest.UsageError(error)
     if wanted(item):
         note_warning_sink(item)
+        if is_case(item):
+            # A unittest method runs through its item's runtest(), not pytest_pyfunc_call.
+            item.runtest = functools.partial(run_isolated, item)  # type: ignore[method-assign,arg-type]
 
 
 @pytest.hookimpl(tryfirst=True)
