@@ -4,7 +4,7 @@ The floor of any fork-per-test design: the test process forks, the child runs th
 ``os._exit``s, the test process waits for it. No output capture, no result, no crash
 report, no lifeline. Load it with ``-p bare_fork`` (this directory on ``PYTHONPATH``);
 ``BENCH_BARE_FORK=trimmed`` forks as ``--isolated`` does, without the standard library's
-lock-reset hooks when the process has one thread (``process/forkhooks.py``), else with
+lock-reset hooks when the process has one thread (``child/forkhooks.py``), else with
 ``os.fork()``. Unittest methods are forked too, around their ``runtest()``.
 """
 
@@ -21,9 +21,14 @@ def _fork_function() -> Callable[[], int]:
     if os.environ.get("BENCH_BARE_FORK", "trimmed") != "trimmed":
         return os.fork
     try:
-        from pytest_procthread.process.forkhooks import fork_without_lock_hooks
-    except ImportError:  # an install from before the layout of ARCHITECTURE.md
-        from pytest_procthread._forkhooks import fork as fork_without_lock_hooks
+        from pytest_procthread.child.forkhooks import fork_without_lock_hooks
+    except ImportError:  # an older install, to compare with
+        try:
+            from pytest_procthread.process.forkhooks import (  # type: ignore
+                fork_without_lock_hooks,
+            )
+        except ImportError:
+            from pytest_procthread._forkhooks import fork as fork_without_lock_hooks  # type: ignore
     return fork_without_lock_hooks
 
 

@@ -10,7 +10,7 @@ It writes a test file of ``--tests`` trivial tests and runs pytest on it in a su
 with the interpreter ``--python`` (default: this one): once plain; once with a bare
 ``os.fork()`` per test body and nothing else (no output capture, no result, no crash
 report); once more so, but forking as ``--isolated`` does, without the standard library's
-lock-reset hooks when the process has one thread (``process/forkhooks.py``), which is the floor of
+lock-reset hooks when the process has one thread (``child/forkhooks.py``), which is the floor of
 ``--isolated`` under fork; once with ``--forked`` where pytest-forked is
 installed for that interpreter (it breaks on pytest 9; see benchmarks/README.md for a venv
 with pytest 8.4); and once with ``--isolated`` per start method. The variants are
@@ -38,6 +38,7 @@ import time
 from typing import Optional
 
 GOAL_FORK_VS_FORKED = 0.5
+HERE = os.path.dirname(os.path.abspath(__file__))
 GOAL_FRESH_MS = 25.0
 
 TEST_FILE = """\
@@ -49,42 +50,11 @@ def test_trivial(i):
     assert i >= 0
 """
 
-# A bare fork per test body, no output capture, no result, no crash report: with
-# os.fork(), and with the fork --isolated uses (its floor); chosen by an environment variable.
-FLOOR_CONFTEST = """\
-import os
-
-import pytest
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    how = os.environ.get("BENCH_BARE_FORK")
-    if not how:
-        return None
-    if how == "trimmed":
-        try:
-            from pytest_procthread.process.forkhooks import fork_without_lock_hooks
-        except ImportError:  # an install from before the layout of ARCHITECTURE.md
-            from pytest_procthread._forkhooks import fork as fork_without_lock_hooks
-
-        pid = fork_without_lock_hooks()
-    else:
-        pid = os.fork()
-    if pid == 0:
-        try:
-            pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in pyfuncitem._fixtureinfo.argnames})
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-    return True
-"""
-
 COMMON = ["-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:randomly"]
 BARE_FORK = "bare os.fork"
-# The same, with the lock-reset hooks left out as --isolated leaves them out (process/forkhooks.py).
+# The same, with the lock-reset hooks left out as --isolated leaves them out (child/forkhooks.py).
 TRIMMED_FORK = "bare fork, trimmed (floor)"
-FLOORS = {BARE_FORK: "1", TRIMMED_FORK: "trimmed"}
+FLOORS = {BARE_FORK: "plain", TRIMMED_FORK: "trimmed"}
 
 
 def _has_module(python: str, name: str) -> bool:
@@ -103,8 +73,10 @@ def _versions(python: str) -> str:
 
 def _run(python: str, directory: str, extra: list[str], tests: int) -> float:
     env = dict(os.environ)
-    if len(extra) == 1 and extra[0] in FLOORS:
-        extra, env["BENCH_BARE_FORK"] = [], FLOORS[extra[0]]
+    if len(extra) == 1 and extra[0] in FLOORS:  # the floor: bare_fork.py, beside this file
+        env["BENCH_BARE_FORK"] = FLOORS[extra[0]]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [HERE, env.get("PYTHONPATH")]))
+        extra = ["-p", "bare_fork"]
     started = time.perf_counter()
     done = subprocess.run(
         [python, "-m", "pytest", *COMMON, *extra, "test_trivial.py"],
@@ -185,8 +157,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-isolated-") as directory:
         with open(os.path.join(directory, "test_trivial.py"), "w") as f:
             f.write(TEST_FILE.format(n=args.tests))
-        with open(os.path.join(directory, "conftest.py"), "w") as f:
-            f.write(FLOOR_CONFTEST)
         for python, _, extra in runs:  # warm-up: bytecode caches, page cache
             _run(python, directory, extra, args.tests)
         for round_no in range(args.rounds):

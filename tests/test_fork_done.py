@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_procthread.process import fork as forking
+from pytest_procthread.process import launch
 
 pytestmark = [
     pytest.mark.skipif(not forking.available(), reason="no fork here"),
@@ -60,12 +61,12 @@ def test_done_then_reaped(pipes: list[tuple[int, int]]) -> None:
         assert readable(child.done, WAIT)
         assert child.note_done()
         assert child.exitcode == 0 and not child.is_alive()
-        assert child in forking._exiting and child.sentinel is not None
+        assert child in launch._exiting and child.sentinel is not None
         child.close()  # as the handle does: the pidfd stays for the reaping
         assert child.sentinel is not None
     finally:
-        forking.reap_exiting()
-    assert not forking._exiting
+        launch.reap_exiting()
+    assert not launch._exiting
     assert gone(child.pid), "said it was done, then was not reaped"
     assert child.sentinel is None and child.done is None
 
@@ -93,7 +94,7 @@ def test_done_comes_from_the_child_only(pipes: list[tuple[int, int]]) -> None:
         assert readable(child.done, WAIT)
         assert child.note_done() and child.exitcode == 0
     finally:
-        forking.reap_exiting()
+        launch.reap_exiting()
     assert gone(child.pid)
 
 
@@ -112,7 +113,7 @@ def test_no_done_is_waited_for_as_before(how: str) -> None:
     assert child.done is not None
     assert readable(child.done, WAIT)
     assert not child.note_done()
-    assert child not in forking._exiting
+    assert child not in launch._exiting
     child.join(WAIT)
     assert child.exitcode == (7 if how == "os._exit" else 5)
     child.close()
@@ -126,8 +127,8 @@ def test_reaping_is_bounded(monkeypatch: pytest.MonkeyPatch, pipes: list[tuple[i
     go_r, _ = new_pipe(pipes)
     child = forking.ForkedChild(lambda: readable(go_r, WAIT), (), signal_done=True)
     child.exitcode, child._exiting = 0, True  # as note_done() leaves it
-    forking._exiting.append(child)
-    forking.reap_exiting()
+    launch._exiting.append(child)
+    launch.reap_exiting()
     assert gone(child.pid)
     assert child.sentinel is None and child.done is None
 

@@ -28,7 +28,7 @@ pytestmark = [
 # back what CHECK returns (a repr on one line); the parent prints it, then its own findings.
 HARNESS = """
 import logging, os, random, sys, threading
-from pytest_procthread.process import forkhooks
+from pytest_procthread.child import forkhooks
 
 def child_says(check):
     r, w = os.pipe()
@@ -175,7 +175,7 @@ def test_lists_with_nothing_but_the_sentinel_are_found() -> None:
     hold only the sentinels: found all the same, and emptied again."""
     script = textwrap.dedent("""
         import os, sys, threading
-        from pytest_procthread.process import forkhooks
+        from pytest_procthread.child import forkhooks
         assert "logging" not in sys.modules, sorted(sys.modules)
         limbo_lock = threading._active_limbo_lock
         pid = forkhooks.fork_without_lock_hooks()

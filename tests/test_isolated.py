@@ -615,3 +615,37 @@ def test_a_template_that_dies_while_starting_a_child(
         "process that started this child died*",
     ])
     assert events.read_text().splitlines() == ["second ran"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="warm templates need fork")
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "fork"])
+def test_the_warm_template_starts_with_the_session(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """Under --isolated with spawn or forkserver the template starts at session start, so
+    that its start-up overlaps collection; it is stopped at the end even when no test
+    used it (the leak check is on)."""
+    notes = pytester.path / "children.txt"
+    monkeypatch.setenv("ISO_CHILDREN", str(notes))
+    pytester.makeconftest(
+        """
+        import os
+        import psutil
+
+        def pytest_collection_finish(session):
+            with open(os.environ["ISO_CHILDREN"], "w") as f:
+                f.write(str(len(psutil.Process().children(recursive=True))))
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_skipped():
+            pytest.skip("no test forks")
+        """
+    )
+    result = pytester.runpytest_subprocess(*INNER_ARGS, "--isolated",
+                                           f"--procthread-start-method={method}")
+    result.assert_outcomes(skipped=1)
+    assert int(notes.read_text()) >= 1

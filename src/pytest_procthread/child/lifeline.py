@@ -7,7 +7,9 @@ started and exits with ``LIFELINE_EXIT_CODE``.
 
 A fork child on Linux does not watch: it enlists with the warden, a small process that
 the parent started and that kills the parent's children once the parent is gone (see
-``process.warden``), so that it runs no thread of its own.
+``process.warden``), so that it runs no thread of its own. A child of a warm template
+asks the kernel to kill it when the template ends (:func:`death_signal_arming`); the
+template itself kills it when the test process is gone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import _thread
 import os
 import sys
-from typing import Any
+from typing import Any, Callable, Optional
 
 from .spec import FdRef
 
@@ -68,6 +70,32 @@ def start_watcher(conn: Any) -> None:
     _thread.start_new_thread(watch, (conn,))
     pid = os.getpid()
     _watchers = (pid, (_watchers[1] if _watchers[0] == pid else 0) + 1)
+
+
+def death_signal_arming() -> Optional[Callable[[], bool]]:
+    """On Linux: a function that asks the kernel to kill the calling process (SIGKILL)
+    once its parent ends (``PR_SET_PDEATHSIG``), True if it could; None elsewhere. Looked
+    up in the parent, called in its fork child, which then needs no watcher thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        import signal
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                          ctypes.c_ulong]
+        prctl.restype = ctypes.c_int
+    except Exception:
+        return None
+    parent = os.getpid()
+    kill = int(signal.SIGKILL)
+
+    def arm() -> bool:
+        # Armed after the parent ended, it would never fire: then it did not work.
+        return bool(prctl(1, kill, 0, 0, 0) == 0) and os.getppid() == parent  # 1: PR_SET_PDEATHSIG
+
+    return arm
 
 
 def helper_threads_here() -> int:

@@ -44,7 +44,7 @@ def child_main(spec: ChildSpec) -> None:
     if spec.warden is not None and enlist(spec.warden[0]):
         if os.getppid() != spec.warden[1]:  # gone before the warden could know of this child
             end_with_parent()
-    else:
+    elif spec.lifeline_conn is not None:  # None: the kernel ends it with its parent
         start_watcher(spec.lifeline_conn)
     try:
         fn, args, kwargs = (spec.direct_call if spec.direct_call is not None

@@ -175,3 +175,27 @@ def run_target(
     finally:
         _finish(identity)
     return code
+
+
+def live_and_exit(target: Callable[..., Any], args: tuple[Any, ...],
+                  identity: Optional[MpIdentity], parents_ends: tuple[int, ...],
+                  done_w: int) -> None:
+    """The whole life of a direct fork child, right after the fork: close the parent's
+    ends of its pipes, run ``target(*args)`` (:func:`run_target`), say it is done on
+    ``done_w`` (-1: nobody listens) with its exit code, and exit; never returns."""
+    me = os.getpid()
+    code = 1
+    try:
+        for fd in parents_ends:
+            if fd >= 0:
+                os.close(fd)
+        code = run_target(target, args, identity)
+    finally:
+        # Not from a process the target forked that came back to this frame: its exit
+        # would not be this child's.
+        if done_w >= 0 and os.getpid() == me:
+            try:
+                os.write(done_w, str(code).encode())
+            except BaseException:  # closed by the target: the parent sees EOF, then the end
+                pass
+        os._exit(code)

@@ -2,16 +2,17 @@
 
 Started by ``process.template`` with ``spawn`` or ``forkserver``, so it inherits nothing
 from the test process. It imports what the jobs name (the test modules, rewritten as
-pytest rewrote them) and forks each child from that state with multiprocessing's fork
-context; the child runs ``child_main`` as any other child does. It runs no thread of its
+pytest rewrote them) and forks each child from that state as the test process forks its
+own (``forkhooks``, ``mpstate``); the child runs ``child_main`` as any other child does,
+and says when it is done, before its exit. It runs no thread of its
 own (a fork from a process with threads is unsafe): a job whose imports start one is
 answered "tainted", and the template ends. It ends when the test process closes its
 lifeline, and its children watch the same lifeline.
 
 Protocol, on a duplex pipe, one job at a time::
 
-    test process -> template   a job (a dict, see ``process.template``), then the result
-                               pipe's write end as a passed descriptor
+    test process -> template   a job (a dict, see ``process.template``), then the write
+                               ends of the result pipe and of the done pipe, passed
     template -> test process   ("started", id, pid), ("refused", id, reason) or
                                ("tainted", id, modules that started threads on import)
     template -> test process   ("ended", id, exitcode)   (multiprocessing's convention)
@@ -24,28 +25,34 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import socket
 import sys
 import threading
 import warnings
 from multiprocessing import reduction
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Callable, Optional
 
 from . import fdguard, rewrite, stdio
+from .forkhooks import fork_without_lock_hooks
+from .lifeline import death_signal_arming
 from .main import child_main
-from .spec import ChildSpec
+from .mpstate import live_and_exit
+from .spec import ChildSpec, FdRef
 
 Job = dict[str, Any]
 
 
-def serve(conn: Any, lifeline: Any, log_path: str) -> None:
-    """Main loop of a template process: one job at a time until the lifeline ends."""
+def serve(conn: Any, lifeline: Any, log_path: str, preload: tuple[str, ...] = ()) -> None:
+    """Main loop of a template process: one job at a time until the lifeline ends.
+    ``preload``: modules every job's children need, imported before the first job."""
     _quiet(log_path)
     if hasattr(signal, "SIGINT"):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the test process
     fdguard.keep_in_parent(conn.fileno())  # forked children must not hold it
     stdio.prepare_parent_for_fork()
-    fork: Any = multiprocessing.get_context("fork")
+    stdio.suppress_crash_reports()  # here, once: every child starts with it
+    arm = death_signal_arming()
+    _preload({"preload": preload})
     while True:
         # No time limit: the template idles between tests; the lifeline ends it.
         ready = multiprocessing.connection.wait([conn, lifeline])
@@ -53,7 +60,8 @@ def serve(conn: Any, lifeline: Any, log_path: str) -> None:
             return
         try:
             job = conn.recv()
-            result_conn = Connection(reduction.recv_handle(conn), readable=False)
+            with socket.socket(fileno=os.dup(conn.fileno())) as channel:
+                result_fd, done_fd = reduction.recvfds(channel, 2)
         except (EOFError, OSError):
             return
         try:
@@ -62,39 +70,59 @@ def serve(conn: Any, lifeline: Any, log_path: str) -> None:
             if tainted or threading.active_count() > 1:
                 conn.send(("tainted", job["id"], tainted))
                 return  # a process with threads must not fork: the test process retires us
-            process = fork.Process(target=child_main, args=(_spec(job, result_conn, lifeline),),
-                                   name=f"procthread:{job['name']}")
-            process.start()
+            pid, ended = _fork(_spec(job, result_fd, lifeline), done_fd, arm)
         except Exception as exc:
-            result_conn.close()
             conn.send(("refused", job["id"], f"{type(exc).__name__}: {exc}"))
             continue
-        result_conn.close()
-        conn.send(("started", job["id"], process.pid))
-        if not _watch(process, lifeline):  # the test process is gone
+        finally:
+            os.close(result_fd)
+            os.close(done_fd)
+        conn.send(("started", job["id"], pid))
+        code = _watch(pid, ended, lifeline)
+        if code is None:  # the test process is gone
             return
-        conn.send(("ended", job["id"], process.exitcode))
-        process.close()
+        conn.send(("ended", job["id"], code))
 
 
-def _spec(job: Job, result_conn: Any, lifeline: Any) -> ChildSpec:
+def _spec(job: Job, result_fd: int, lifeline: Any) -> ChildSpec:
     return ChildSpec(
-        name=job["name"], start_method=job["start_method"], result_conn=result_conn,
-        lifeline_conn=lifeline, stdout_path=job["stdout_path"],
+        name=job["name"], start_method=job["start_method"], result_conn=FdRef(result_fd),
+        lifeline_conn=FdRef(lifeline.fileno()), stdout_path=job["stdout_path"],
         stderr_path=job["stderr_path"], timeout=job["timeout"], payload=job["payload"],
+        cores_off=True,
     )
 
 
-def _watch(process: Any, lifeline: Any) -> bool:
-    """Wait for the child to end; False (the child killed) if the lifeline ends first."""
-    # No time limit of its own: the test process bounds the child and kills it.
-    ready = multiprocessing.connection.wait([process.sentinel, lifeline])
-    if process.sentinel not in ready:
-        process.kill()
-        process.join(2.0)
-        return False
-    process.join(2.0)
-    return True
+def _fork(spec: ChildSpec, done_fd: int,
+          arm: Optional[Callable[[], bool]]) -> tuple[int, int]:
+    """Fork the child of ``spec``, as the test process forks its own (``live_and_exit``:
+    it says it is done on ``done_fd`` before it exits); its pid, and a descriptor that
+    ends once it has ended. ``arm``: where it works, the child dies with this template
+    and watches no lifeline of its own."""
+    ended_r, ended_w = os.pipe()
+    pid = fork_without_lock_hooks()
+    if pid == 0:
+        if arm is not None and arm():
+            spec.lifeline_conn = None
+        live_and_exit(child_main, (spec,), None, (ended_r,), done_fd)
+    os.close(ended_w)
+    return pid, ended_r
+
+
+def _watch(pid: int, ended: int, lifeline: Any) -> Optional[int]:
+    """Wait for the child to end: its exit code; None (the child killed) if the lifeline
+    ends first."""
+    try:
+        # No time limit of its own: the test process bounds the child and kills it.
+        ready = multiprocessing.connection.wait([ended, lifeline])
+        if ended not in ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+    finally:
+        os.close(ended)
 
 
 def _quiet(log_path: str) -> None:
@@ -115,12 +143,22 @@ def _apply(job: Job) -> None:
         except OSError:
             pass
     environ = job.get("environ")
-    if environ is not None and environ != dict(os.environ):
-        os.environ.clear()
-        os.environ.update(environ)
+    if environ is not None:
+        apply_environ(environ)
     sys_path = job.get("sys_path")
     if sys_path is not None:
         sys.path[:] = sys_path
+
+
+def apply_environ(environ: dict[str, str]) -> None:
+    """Make ``os.environ`` what ``environ`` says, changing only what differs (it differs
+    by a variable or two from one test to the next: PYTEST_CURRENT_TEST)."""
+    current = os.environ
+    for name in [name for name in current if name not in environ]:
+        del current[name]
+    for name, value in environ.items():
+        if current.get(name) != value:
+            current[name] = value
 
 
 def _preload(job: Job) -> list[str]:

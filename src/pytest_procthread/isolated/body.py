@@ -13,7 +13,6 @@ import contextlib
 import importlib
 import inspect
 import logging
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -21,6 +20,7 @@ from typing import Any, Callable, Optional
 import tblib.pickling_support  # noqa: F401  (every child that raises needs it; a template imports it once)
 
 from ..child.rewrite import install_rewriting
+from ..child.template import apply_environ
 from ..errors import ProcThreadError
 from ..options import ISOLATED_MARKER as MARKER
 from ..parallel import fan_out
@@ -140,9 +140,8 @@ class IsolatedBody:
             )
         if call.function is not None:
             return call.function, dict(call.kwargs or {})
-        if call.environ is not None and call.environ != dict(os.environ):
-            os.environ.clear()
-            os.environ.update(call.environ)
+        if call.environ is not None:
+            apply_environ(call.environ)
         install_rewriting(call.rewrite)
         install_recorder()
         for name in call.preload:  # the conftests first, as pytest imported them

@@ -223,8 +223,11 @@ def set_logger_levels(state: Optional[dict[str, Any]]) -> None:
     if not state:
         return
     for name, level in state["levels"].items():
-        logging.getLogger(name or None).setLevel(level)
-    logging.disable(state["disable"])
+        logger = logging.getLogger(name or None)
+        if logger.level != level:  # setLevel clears every logger's cache
+            logger.setLevel(level)
+    if logging.root.manager.disable != state["disable"]:
+        logging.disable(state["disable"])
 
 
 # -- the test process's side ---------------------------------------------------------------

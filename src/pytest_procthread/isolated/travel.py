@@ -162,23 +162,35 @@ def pack(item: pytest.Function, fn: Callable[..., Any], kwargs: dict[str, Any],
 
 
 def warning_filters() -> list[bytes]:
-    """The test process's warning filters, each pickled apart (a filter whose category
-    the child cannot import cannot match there either)."""
-    blobs = []
-    for entry in warnings.filters:
-        try:
-            blobs.append(pickle.dumps(entry))
-        except Exception:
-            continue
+    """The test process's warning filters, pickled: all in one piece where they can be,
+    else each apart (a filter whose category the child cannot import cannot match there
+    either). Made again only when the filters change."""
+    global _filters_made
+    current = list(warnings.filters)
+    if _filters_made is not None and _filters_made[0] == current:
+        return _filters_made[1]
+    try:
+        blobs = [pickle.dumps(current)]
+    except Exception:
+        blobs = []
+        for entry in current:
+            try:
+                blobs.append(pickle.dumps([entry]))
+            except Exception:
+                continue
+    _filters_made = (current, blobs)
     return blobs
+
+
+_filters_made: Optional[tuple[list[Any], list[bytes]]] = None
 
 
 def load_filters(blobs: list[bytes]) -> list[Any]:
     """In the child: the filters of :func:`warning_filters` that it can rebuild."""
-    filters = []
+    filters: list[Any] = []
     for blob in blobs:
         try:
-            filters.append(pickle.loads(blob))
+            filters += pickle.loads(blob)
         except Exception:
             continue
     return filters

@@ -9,11 +9,11 @@ of a test is dispatched to a child process (``isolated.run``), to n threads
 from __future__ import annotations
 
 import functools
-import gc
 from typing import Optional
 
 import pytest
 
+from ..isolated.body import IsolatedBody
 from ..isolated.marker import (
     note_warning_sink,
     refuse_async,
@@ -27,8 +27,9 @@ from ..isolated.travel import test_kwargs
 from ..options import REQUIRES_MARKER, THREADS_MARKER
 from ..parallel import fan_out
 from ..process.fork import available as fork_available
-from ..process.fork import reap_exiting
+from ..process.launch import reap_exiting
 from ..process.runner import end_session
+from ..process.template import start_soon as start_template_soon
 from ..process.warden import start_soon
 from ..runtime import RuntimeFacts, runtime_facts
 from ..settings import resolve
@@ -38,32 +39,28 @@ from .threads import thread_count, thread_timeout
 _MARKER_ERROR = pytest.StashKey[str]()
 
 
-def _forks_every_test(config: pytest.Config) -> bool:
-    """--isolated with fork, in a process that runs tests (not xdist's controller)."""
-    if not config.getoption("procthread_isolated", False) or not fork_available():
-        return False
+def _isolating_method(config: pytest.Config) -> Optional[str]:
+    """Under --isolated, in a process that runs tests (not xdist's controller): the start
+    method every test is isolated with; else None."""
+    if not config.getoption("procthread_isolated", False):
+        return None
     if config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput"):
-        return False  # pytest-xdist's controller runs no test; its workers fork their own
+        return None  # pytest-xdist's controller runs no test; its workers start their own
     try:
-        return resolve(config).start_method == "fork"
+        return resolve(config).start_method
     except ValueError:
-        return False  # a bad setting is reported where it is used
+        return None  # a bad setting is reported where it is used
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    # The warden that watches fork children starts now, while the tests are collected,
-    # not at the first test (see process.warden).
-    if _forks_every_test(session.config):
+    # What every test will need starts now, while the tests are collected, not at the
+    # first test: the warden that watches fork children (see process.warden), or the
+    # warm template of spawn or forkserver, with the module its children run.
+    method = _isolating_method(session.config)
+    if method == "fork" and fork_available():
         start_soon()
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_finish(session: pytest.Session) -> None:
-    # What collection made lives as long as the session, and every test forks: frozen,
-    # the test process's garbage collector no longer walks it, so it no longer writes to
-    # pages that the children share (each such write after a fork is a copy).
-    if _forks_every_test(session.config):
-        gc.freeze()
+    elif method is not None:
+        start_template_soon(method, (IsolatedBody.__module__,))
 
 
 def check_markers(item: pytest.Item, facts: RuntimeFacts) -> list[str]:

@@ -10,7 +10,7 @@ The parent watches it through a pidfd where there is one (one wake-up, at the ex
 sentinel pipe elsewhere. Under ``--isolated`` (``signal_done``) the child also says when
 it is done, on a pipe, just before it exits: the test process goes on from there while
 the child's exit returns its copy of the memory, and reaps it before the test's fixtures
-are torn down (:func:`reap_exiting`), so no fixture or later test sees it.
+are torn down (``launch.reap_exiting``), so no fixture or later test sees it.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import time
 from typing import Any, Callable, Optional
 
 from ..child import fdguard
+from ..child.forkhooks import fork_without_lock_hooks
 from ..child.main import child_main
-from ..child.mpstate import MpIdentity, run_target
+from ..child.mpstate import MpIdentity, live_and_exit
 from ..child.spec import ChildSpec, FdRef
 from ..child.stdio import prepare_parent_for_fork
 from .capture import new_memory_file
-from .forkhooks import fork_without_lock_hooks
-from .launch import Launched, LaunchRequest
+from .launch import Launched, LaunchRequest, note_exiting, reap_exiting
 from .proctree import pidfd_works
 from .warden import pipe_for_child
 
@@ -117,8 +117,7 @@ class ForkedChild:
         identity: Optional[MpIdentity] = None,
         signal_done: bool = False,
     ) -> None:
-        if _exiting:  # every child of an earlier runner is gone before this one starts
-            reap_exiting()
+        reap_exiting()  # every child of an earlier runner is gone before this one starts
         _flush_std_streams()
         use_pidfd = pidfd_works()
         sentinel_r, sentinel_w = (-1, -1) if use_pidfd else os.pipe()
@@ -126,7 +125,7 @@ class ForkedChild:
         try:
             pid = fork_without_lock_hooks()
             if pid == 0:
-                _child_life(target, args, identity, (sentinel_r, done_r), done_w)
+                live_and_exit(target, args, identity, (sentinel_r, done_r), done_w)
         except BaseException:  # no child: nothing will close these
             for fd in (done_r, done_w, sentinel_r, sentinel_w):
                 if fd >= 0:
@@ -212,7 +211,7 @@ class ForkedChild:
 
     def note_done(self) -> bool:
         """Read the done pipe once it is readable. True if the child said it is done: its
-        exit code is known, and it is reaped by :func:`reap_exiting`. False if it ended or
+        exit code is known, and it is reaped by ``launch.reap_exiting``. False if it ended or
         closed the pipe without saying so (a crash, say): wait for its end as usual."""
         if self.done is None:
             return False
@@ -226,7 +225,7 @@ class ForkedChild:
             return False
         self.exitcode = code
         self._exiting = True
-        _exiting.append(self)
+        note_exiting(self)
         return True
 
     def reap_done(self) -> None:
@@ -253,42 +252,6 @@ class ForkedChild:
         if self.sentinel is not None:
             os.close(self.sentinel)
             self.sentinel = None
-
-
-def _child_life(target: Callable[..., Any], args: tuple[Any, ...],
-                identity: Optional[MpIdentity], parents_ends: tuple[int, int],
-                done_w: int) -> None:
-    """In the child, right after the fork; never returns."""
-    me = os.getpid()
-    code = 1
-    try:
-        for fd in parents_ends:
-            if fd >= 0:
-                os.close(fd)
-        code = run_target(target, args, identity)
-    finally:
-        # Not from a process the target forked that came back to this frame: its exit
-        # would not be this child's.
-        if done_w >= 0 and os.getpid() == me:
-            _say_done(done_w, code)
-        os._exit(code)
-
-
-def _say_done(fd: int, code: int) -> None:
-    try:
-        os.write(fd, str(code).encode())
-    except BaseException:  # the target closed it: the parent sees EOF and waits for the end
-        pass
-
-
-# Children that said they were done and are exiting, not reaped yet.
-_exiting: list[ForkedChild] = []
-
-
-def reap_exiting() -> None:
-    """Wait for the children that said they were done to end, and reap them."""
-    while _exiting:
-        _exiting.pop().reap_done()
 
 
 # A child must not dump core (a deliberate crash would leave a file, or wait for a crash

@@ -114,6 +114,28 @@ class Launched:
         self.lifeline_conn = lifeline_conn  # the write end the child watches, if any
 
 
+class Exiting(Protocol):
+    """A child that said it was done and is still exiting."""
+
+    def reap_done(self) -> None:
+        """Wait (bounded) for it to be gone, keeping the exit code it said."""
+
+
+# Children that said they were done, before their exit: the test goes on meanwhile, and
+# they are reaped before its first fixture is torn down (and before the next start).
+_exiting: list[Exiting] = []
+
+
+def note_exiting(child: Exiting) -> None:
+    _exiting.append(child)
+
+
+def reap_exiting() -> None:
+    """Wait for the children that said they were done to end, and reap them."""
+    while _exiting:
+        _exiting.pop().reap_done()
+
+
 def choose_launchers(
     start_method: str, *, warm: bool, carries_externals: bool, templates_possible: bool
 ) -> tuple[str, ...]:

@@ -17,9 +17,17 @@ from ..outcome import Outcome
 from ..settings import resolve, validate_start_method, validate_timeout
 from ..wire.pickling import dump_call
 from .capture import new_capture
-from .fork import reap_exiting, start_forked
+from .fork import start_forked
 from .handle import STOP_GRACE, ProcessHandle, track, untrack
-from .launch import FORK, MULTIPROCESSING, TEMPLATE, Launched, LaunchRequest, choose_launchers
+from .launch import (
+    FORK,
+    MULTIPROCESSING,
+    TEMPLATE,
+    Launched,
+    LaunchRequest,
+    choose_launchers,
+    reap_exiting,
+)
 from .mp import start_with_multiprocessing
 from .scratch import hold, release, remove_idle
 from .template import available as template_available

@@ -22,6 +22,7 @@ import atexit
 import multiprocessing
 import multiprocessing.connection
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -30,7 +31,7 @@ from typing import Any, Optional
 
 from ..child import fdguard
 from ..child.template import serve
-from .launch import ChildProcess, Launched, LaunchRequest, NoChild
+from .launch import ChildProcess, Launched, LaunchRequest, NoChild, reap_exiting
 from .proctree import descendants, stop_processes
 
 TEMPLATE_DIED = (
@@ -60,19 +61,23 @@ def start_from_template(request: LaunchRequest) -> Optional[Launched]:
     }
     ctx: Any = multiprocessing.get_context(request.start_method)
     result_r, result_w = ctx.Pipe(duplex=False)
+    done_r, done_w = os.pipe()  # the child says here when it is done, before its exit
     try:
         child: Optional[ChildProcess] = _launch(
-            request.start_method, job, result_w.fileno(), request.timeout)
+            request.start_method, job, (result_w.fileno(), done_w), done_r, request.timeout)
     except _StartLost:
         # Started anew, the body could run twice: it is reported as lost instead. Its pid
         # is unknown; what it may have sent comes on the result pipe, which ends once the
         # child is gone, and it is gone soon: the retirement closed its lifeline.
         err.append(f"\nprocthread: {TEMPLATE_DIED}\n")
+        os.close(done_r)
         child = NoChild(result_r, TEMPLATE_DIED)
     finally:
         result_w.close()
+        os.close(done_w)
     if child is None:
         result_r.close()
+        os.close(done_r)
         return None
     return Launched(child, result_r)
 
@@ -82,22 +87,27 @@ class _StartLost(Exception):
 
 
 class TemplateChild:
-    """A child forked by a template, as a ``launch.ChildProcess``: its end is reported by
-    the template (``("ended", id, exitcode)``), whose pipe is its sentinel."""
+    """A child forked by a template, as a ``launch.ChildProcess``. It says when it is done
+    on its done pipe, just before it exits (as a fork child of the test process does); its
+    end is reported by the template (``("ended", id, exitcode)``), whose pipe is its
+    sentinel. Once it said it is done nobody waits for that report: the template reads the
+    next job once the child is gone, and the answers to the next job come after it (the
+    child is the template's, never the test process's)."""
 
-    done: Optional[int] = None
-
-    def __init__(self, template: _Template, job_id: int, pid: int, stderr_path: str) -> None:
+    def __init__(self, template: _Template, job_id: int, pid: int, stderr_path: str,
+                 done: int) -> None:
         self._template = template
         self._job_id = job_id
         self._stderr_path = stderr_path
         self.pid = pid
         self.sentinel = template.conn  # readable once the template reports the end
+        self.done: Optional[int] = done
         self.exitcode: Optional[int] = None
         self.lost = ""
+        self._ended = False  # the template reported the end, or is gone
 
     def _poll(self, timeout: float) -> None:
-        if self.exitcode is not None or self._template.conn is None:
+        if self._ended or self._template.conn is None:
             return
         try:
             if not self._template.conn.poll(max(0.0, timeout)):
@@ -107,19 +117,23 @@ class TemplateChild:
             self._template_died()
             return
         if message[:2] == ("ended", self._job_id):
-            self.exitcode = message[2]
+            self._ended = True
+            if self.exitcode is None:
+                self.exitcode = message[2]
             self._template.busy = False
 
     def _template_died(self) -> None:
+        self._ended = True
+        self._template.retire()
+        if self.exitcode is not None:
+            return  # it said it was done: its end is known
         try:
             import psutil
 
             stop_processes([psutil.Process(self.pid), *descendants(self.pid)], 2.0)
         except Exception:
             pass
-        self._template.retire()
-        self.exitcode = None  # unknown: the template that could have told is gone
-        self.lost = TEMPLATE_DIED
+        self.lost = TEMPLATE_DIED  # its exit status is lost with the template that knew it
         try:
             with open(self._stderr_path, "a", encoding="utf-8") as f:
                 f.write(f"\nprocthread: {TEMPLATE_DIED}\n")
@@ -134,14 +148,30 @@ class TemplateChild:
         self._poll(0 if timeout is None else timeout)
 
     def note_done(self) -> bool:
-        return False
+        """Read the done pipe: True if the child said it is done (its exit code)."""
+        if self.done is None:
+            return False
+        try:
+            code: Optional[int] = int(os.read(self.done, 32))
+        except (OSError, ValueError):  # EOF: it ended without saying so
+            code = None
+        os.close(self.done)
+        self.done = None
+        if code is None or self.exitcode is not None:
+            return False
+        self.exitcode = code
+        self._ended = True  # its report is left for the template's next answers
+        self._template.busy = False
+        return True
 
     def close(self) -> None:
-        pass
+        if self.done is not None:
+            os.close(self.done)
+            self.done = None
 
 
 class _Template:
-    def __init__(self, method: str) -> None:
+    def __init__(self, method: str, preload: tuple[str, ...] = ()) -> None:
         ctx: Any = multiprocessing.get_context(method)
         self.method = method
         self.busy = False
@@ -154,7 +184,7 @@ class _Template:
         fd, self.log_path = tempfile.mkstemp(prefix="procthread-template-", suffix=".log")
         os.close(fd)
         self.process = ctx.Process(
-            target=serve, args=(their_conn, lifeline_r, self.log_path),
+            target=serve, args=(their_conn, lifeline_r, self.log_path, preload),
             name=f"procthread:template-{method}",
         )
         try:
@@ -169,7 +199,7 @@ class _Template:
         self.pid = self.process.pid
 
     def launch(
-        self, job: dict[str, Any], result_fd: int, timeout: float
+        self, job: dict[str, Any], fds: tuple[int, int], done: int, timeout: float
     ) -> Optional[TemplateChild]:
         from multiprocessing import reduction
 
@@ -181,12 +211,15 @@ class _Template:
         deadline = time.monotonic() + timeout
         try:
             self.conn.send({**job, "id": job_id})
-            reduction.send_handle(self.conn, result_fd, self.pid)
+            # The result pipe's write end and the done pipe's, in one message.
+            with socket.socket(fileno=os.dup(self.conn.fileno())) as channel:
+                reduction.sendfds(channel, list(fds))
         except (OSError, ValueError):  # without the result pipe it starts nothing
             self.retire()
             return None
         try:
-            while True:  # answers to an earlier job (one given up on) are skipped
+            while True:  # answers to an earlier job (the end of one that said it was
+                # done, or of one given up on) are skipped
                 if not self.conn.poll(max(0.0, deadline - time.monotonic())):
                     raise TimeoutError(f"no answer from the template within {timeout:g} s")
                 answer = self.conn.recv()
@@ -197,7 +230,7 @@ class _Template:
             self.retire()
             raise _StartLost from None
         if answer[0] == "started":
-            return TemplateChild(self, job_id, answer[2], job["stderr_path"])
+            return TemplateChild(self, job_id, answer[2], job["stderr_path"], done)
         self.busy = False
         if answer[0] == "tainted":
             _tainted_modules.update(answer[2])
@@ -236,10 +269,10 @@ class _Template:
 
 
 def _launch(
-    method: str, job: dict[str, Any], result_fd: int, timeout: float
+    method: str, job: dict[str, Any], fds: tuple[int, int], done: int, timeout: float
 ) -> Optional[TemplateChild]:
     """Have the template of ``method`` fork a child for ``job``; None to start it cold."""
-    global _atexit_registered
+    reap_exiting()  # fork children of an earlier test are gone before this one starts
     if any(module in _tainted_modules for module in job.get("preload", ())):
         return None
     with _lock:
@@ -251,15 +284,35 @@ def _launch(
         template = None
     with _lock:
         if template is None:
-            try:
-                template = _templates[method] = _Template(method)
-            except Exception:
+            template = _started(method, ())
+            if template is None:
                 return None
-            if not _atexit_registered:
-                atexit.register(stop_all)  # runs before multiprocessing's own exit join
-                _atexit_registered = True
         template.busy = True
-    return template.launch(job, result_fd, timeout)
+    return template.launch(job, fds, done, timeout)
+
+
+def _started(method: str, preload: tuple[str, ...]) -> Optional[_Template]:
+    """A new template of ``method``, registered (under ``_lock``); None if it cannot start."""
+    global _atexit_registered
+    try:
+        template = _templates[method] = _Template(method, preload)
+    except Exception:
+        return None
+    if not _atexit_registered:
+        atexit.register(stop_all)  # runs before multiprocessing's own exit join
+        _atexit_registered = True
+    return template
+
+
+def start_soon(method: str, preload: tuple[str, ...]) -> None:
+    """Start the template of ``method`` now, importing ``preload`` as it starts, where
+    every test of the session will be forked from it: an interpreter's start-up and
+    pytest's import then overlap with collection instead of delaying the first test."""
+    if method == "fork" or not available():
+        return
+    with _lock:
+        if method not in _templates:
+            _started(method, preload)
 
 
 def stop_all() -> None:
