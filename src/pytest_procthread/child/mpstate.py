@@ -3,7 +3,8 @@
 ``multiprocessing.Process`` spends a noticeable part of what a fork costs on bookkeeping
 of its own (a Process object, finalizers, a sentinel pipe, stdin reopened, the exit
 handlers; see benchmarks/README.md). A
-direct fork child (``process.fork``) does, here, only the part of multiprocessing's
+direct fork child (``process.fork``, and a warm template's, ``child.template``) does,
+here, only the part of multiprocessing's
 start-up that code in the child may rely on: the after-fork hooks of multiprocessing
 objects made before the fork (queues, locks), a fresh list of children and of
 finalizers, and at the end the exit handlers, which stop the children the child started.

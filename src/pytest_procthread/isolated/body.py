@@ -51,7 +51,7 @@ class BodyCall:
     function: Any = None
     kwargs: Optional[dict[str, Any]] = None
     # Otherwise they arrive pickled, one piece per argument, so that a piece that cannot
-    # be rebuilt in the child is named (see travel.pickle_pieces).
+    # be rebuilt in the child is named (see travel.pack).
     pieces: Pieces = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # name -> "fixture 'db'"
     references: dict[str, Reference] = field(default_factory=dict)  # found by the child

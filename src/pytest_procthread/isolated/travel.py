@@ -161,6 +161,11 @@ def pack(item: pytest.Function, fn: Callable[..., Any], kwargs: dict[str, Any],
     return packed
 
 
+# Pickled once per change of the filters; declared before the function that rebinds it
+# because PyPy 3.9 rejects an annotated module name that a `global` statement precedes.
+_filters_made: Optional[tuple[list[Any], list[bytes]]] = None
+
+
 def warning_filters() -> list[bytes]:
     """The test process's warning filters, pickled: all in one piece where they can be,
     else each apart (a filter whose category the child cannot import cannot match there
@@ -180,9 +185,6 @@ def warning_filters() -> list[bytes]:
                 continue
     _filters_made = (current, blobs)
     return blobs
-
-
-_filters_made: Optional[tuple[list[Any], list[bytes]]] = None
 
 
 def load_filters(blobs: list[bytes]) -> list[Any]:
