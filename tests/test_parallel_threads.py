@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import pytest
 
-from pytest_procthread.parallel import current_thread_index, fan_out
-
-if sys.version_info >= (3, 11):
-    from builtins import BaseExceptionGroup
-else:
-    from exceptiongroup import BaseExceptionGroup
+from pytest_procthread.parallel import FanOut, current_thread_index, fan_out
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,14 +77,21 @@ def test_threads_marker(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(*ARGS, "-rA")
     result.assert_outcomes(passed=3, failed=3, skipped=1, warnings=1)
     out = result.stdout.str()
-    assert "2 of 4 threads running test_two_fail failed (thread 1, 3)" in out
-    assert "AssertionError: odd thread 1" in out and "AssertionError: odd thread 3" in out
-    assert "(in thread 1 of 4)" in out and "(in thread 3 of 4)" in out
+    # The first failure as pytest shows any (source, E lines), the other kind below it.
+    result.stdout.fnmatch_lines([
+        ">       assert thread_index % 2 == 0, f\"odd thread {thread_index}\"",
+        "E       AssertionError: odd thread 1",
+        "E       (in thread 1 of 4)",
+        "E       1 more failure in test_two_fail, of another kind:",
+        "E       --- AssertionError in thread 3 of 4 ---",
+        "*AssertionError: odd thread 3",
+    ])
+    result.stdout.fnmatch_lines(["FAILED *test_two_fail - AssertionError: odd thread 1"])
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] test_inner.py:*: skipped in every thread"])
     assert "thread 1 of 2 is still running 1 s after the threads started" in out
     assert "in test_stuck_thread" in out  # its stack
-    assert "1 of 3 threads running test_isolated_threads failed (thread 2)" in out
-    assert "thread 2 of an isolated fan-out" in out
+    result.stdout.fnmatch_lines(["E       AssertionError: thread 2 of an isolated fan-out",
+                                 "*(in thread 2 of 3)"])
     assert "returned <class 'int'>" in out
 
 
@@ -99,7 +100,13 @@ def test_threads_marker(pytester: pytest.Pytester) -> None:
     [
         ("threads(0)", "invalid number of threads in marker @pytest.mark.threads"),
         ("threads('4')", "invalid number of threads in marker @pytest.mark.threads"),
-        ("threads()", "needs exactly one number of threads"),
+        ("threads()", "needs a number of threads"),
+        ("threads(2, 3)", "takes one number of threads"),
+        ("threads(100000)", "write a whole number from 1 to 1024 or 'auto'"),
+        ("threads(-1)", "invalid number of threads"),
+        ("threads(2, iterations=0)", "invalid number of iterations"),
+        ("threads(max='x')", "invalid number of threads in marker @pytest.mark.threads on "
+                             "test_bad_marker_is_a_usage_error.py::test_x (max=)"),
         ("threads(2, workers=3)", "unknown argument 'workers' in marker @pytest.mark.threads"),
         ("threads(2, timeout=-1)", "invalid timeout in marker @pytest.mark.threads"),
     ],
@@ -128,7 +135,7 @@ def test_fan_out_directly() -> None:
             seen.append(thread_index)
         assert current_thread_index() == thread_index
 
-    assert fan_out(body, {"thread_index": 0}, 5, timeout=20) is None
+    assert fan_out(body, {"thread_index": 0}, FanOut(5, timeout=20)) is None
     assert sorted(seen) == [0, 1, 2, 3, 4]
     assert current_thread_index() == 0  # this thread was never part of it
 
@@ -137,8 +144,21 @@ def test_fan_out_reports_every_failure() -> None:
     def body(thread_index: int) -> None:
         raise ValueError(f"thread {thread_index}")
 
-    with pytest.raises(BaseException) as info:
-        fan_out(body, {"thread_index": 0}, 3, timeout=20)
-    group = info.value
-    assert isinstance(group, BaseExceptionGroup)
-    assert sorted(str(e) for e in group.exceptions) == ["thread 0", "thread 1", "thread 2"]
+    with pytest.raises(ValueError, match="thread 0") as info:
+        fan_out(body, {"thread_index": 0}, FanOut(3, timeout=20))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "(in thread 0 of 3)" in notes
+    assert "ValueError in thread 1 of 3" in notes and "ValueError: thread 1" in notes
+    assert "ValueError in thread 2 of 3" in notes and "ValueError: thread 2" in notes
+
+
+def test_identical_failures_fold_into_one() -> None:
+    def body() -> None:
+        raise KeyError("same everywhere")
+
+    with pytest.raises(KeyError) as info:
+        fan_out(body, {}, FanOut(4, iterations=2, timeout=20))
+    notes = getattr(info.value, "__notes__", [])
+    assert notes == ["(in thread 0 (iterations 0, 1), thread 1 (iterations 0, 1), thread 2 "
+                     "(iterations 0, 1), thread 3 (iterations 0, 1) of 4 threads, 2 iterations "
+                     "each: 8 identical failures, folded into this one)"]

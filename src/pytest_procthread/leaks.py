@@ -13,8 +13,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
 from .process.warden import own_fds
 
 
@@ -68,6 +66,7 @@ def _describe_fd(fd: int) -> str:
 
 
 def _open_fds() -> dict[int, str]:
+    import psutil
     if os.path.isdir("/proc/self/fd"):
         found = {}
         for name in os.listdir("/proc/self/fd"):
@@ -83,6 +82,7 @@ def _open_fds() -> dict[int, str]:
 
 
 def take() -> Snapshot:
+    import psutil
     me = psutil.Process()
     helper_pids, helper_fds = _multiprocessing_helpers()
     children = {}
@@ -112,6 +112,8 @@ def settle(before: Snapshot, grace: float = 2.0) -> Snapshot:
     """Take the closing snapshot, first giving things that are ending a bounded moment."""
     import gc
     import time
+
+    import psutil
 
     gc.collect()  # descriptors whose objects are already unreachable close now
     deadline = time.monotonic() + grace

@@ -18,19 +18,33 @@ TIMEOUT_INI = "procthread_timeout"
 CHECK_LEAKS_OPTION = "--procthread-check-leaks"
 ISOLATED_OPTION = "--isolated"
 REPORT_OPTION = "--procthread-report"
+THREADS_OPTION = "--procthread-threads"
+THREADS_INI = "procthread_threads"
+ITERATIONS_OPTION = "--procthread-iterations"
+ITERATIONS_INI = "procthread_iterations"
+SWITCH_INTERVAL_OPTION = "--procthread-switch-interval"
+SWITCH_INTERVAL_INI = "procthread_switch_interval"
+SKIP_UNSAFE_OPTION = "--procthread-skip-thread-unsafe"
+UNSAFE_FIXTURES_INI = "procthread_thread_unsafe_fixtures"
+UNSAFE_FUNCTIONS_INI = "procthread_thread_unsafe_functions"
 
 CLAIM_MARKER = "claim"
 ISOLATED_MARKER = "isolated"
 THREADS_MARKER = "threads"
 REQUIRES_MARKER = "requires"
+THREAD_UNSAFE_MARKER = "thread_unsafe"
 
 MARKER_LINES = (
     f"{CLAIM_MARKER}(id): this test checks the conformance claim `id` (see "
     "conformance/claims.toml).",
     f"{ISOLATED_MARKER}(start_method=None, timeout=None): run the test body in a child "
     "process (fixtures stay in the test process); a crash or a hang fails only this test.",
-    f"{THREADS_MARKER}(n, timeout=None): run the test body in n threads at once, released "
-    "together by a barrier; every thread's failure is reported. See the thread_index fixture.",
+    f"{THREADS_MARKER}(n, iterations=1, max=None, timeout=None): run the test body in n "
+    "threads at once (n may be 'auto'), each k iterations, released together by a barrier "
+    "before each; max= caps the run's count; every thread's failure is reported. See the "
+    "thread_index, iteration_index and thread_count fixtures.",
+    f"{THREAD_UNSAFE_MARKER}(reason=None): run this test in one thread even when the run or "
+    f"a {THREADS_MARKER} marker fans tests out; the reason is shown in its status.",
     f"{REQUIRES_MARKER}(**needs): skip unless this runtime has what the test needs: "
     "start_method=, fork=, free_threaded=, gil=, cpus=, implementation=.",
 )
@@ -62,10 +76,51 @@ def add_options(parser: pytest.Parser) -> None:
         REPORT_OPTION, dest="procthread_report", default=None, metavar="PATH",
         help="write the conformance claims report as JSON to PATH.",
     )
+    _add_thread_options(group)
     parser.addini(START_METHOD_INI, f"start method of isolated children (see "
                   f"{START_METHOD_OPTION}).", default="")
     parser.addini(TIMEOUT_INI, f"default time limit in seconds (see {TIMEOUT_OPTION}).",
                   default="")
+    _add_thread_inis(parser)
+
+
+def _add_thread_options(group: pytest.OptionGroup) -> None:
+    group.addoption(
+        THREADS_OPTION, dest="procthread_threads", default=None, metavar="N|auto",
+        help=f"run every test body in N threads at once (auto: the CPUs this process may "
+        f"use); a @pytest.mark.{THREADS_MARKER} marker overrides it for its test. Also the "
+        f"ini key {THREADS_INI}.",
+    )
+    group.addoption(
+        ITERATIONS_OPTION, dest="procthread_iterations", default=None, metavar="K",
+        help=f"each thread runs the body K times, the threads meeting at a barrier before "
+        f"each (ini key {ITERATIONS_INI}).",
+    )
+    group.addoption(
+        SWITCH_INTERVAL_OPTION, dest="procthread_switch_interval", default=None,
+        metavar="SECONDS|off",
+        help="sys.setswitchinterval while the threads of a test run, so that races show on "
+        f"GIL builds too (default 1e-6; off: leave it; ini key {SWITCH_INTERVAL_INI}).",
+    )
+    group.addoption(
+        SKIP_UNSAFE_OPTION, dest="procthread_skip_thread_unsafe", action="store_true",
+        default=False,
+        help="skip the tests that cannot run in several threads at once, instead of "
+        "running them once.",
+    )
+
+
+def _add_thread_inis(parser: pytest.Parser) -> None:
+    parser.addini(THREADS_INI, f"threads per test body (see {THREADS_OPTION}).", default="")
+    parser.addini(ITERATIONS_INI, f"iterations per thread (see {ITERATIONS_OPTION}).",
+                  default="")
+    parser.addini(SWITCH_INTERVAL_INI, f"switch interval during a fan-out (see "
+                  f"{SWITCH_INTERVAL_OPTION}).", default="")
+    parser.addini(UNSAFE_FIXTURES_INI, "fixtures that make a test run in one thread, one "
+                  "per line.", type="linelist", default=[])
+    parser.addini(UNSAFE_FUNCTIONS_INI, "functions (module.name, or module.* for all of a "
+                  "module's) whose call in a test makes it run in one thread, one per line.",
+                  type="linelist", default=[])
 
 
 def add_markers(config: pytest.Config) -> None:

@@ -1,8 +1,9 @@
 """pytest hooks and fixtures. Thin: every piece of work is delegated to its module.
 
-Registers the plugins of the markers (``markers.plugin``) and of the conformance pack
-(``claims.hooks``), declares the options and markers (``options``), provides the three
-fixtures, and runs the session's leak check (``leaks``).
+Registers the plugins of the markers (``markers.plugin``), of the thread fan-out
+(``threads.plugin``) and of the conformance pack (``claims.hooks``), declares the options
+and markers (``options``), provides the three fixtures, and runs the session's leak check
+(``leaks``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .markers import plugin as markers_plugin
 from .process import ProcessRunner
 from .settings import resolve
 from .thread import ThreadRunner
+from .threads import plugin as threads_plugin
 from .wire.pickling import send_by_value
 
 
@@ -27,6 +29,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.register(markers_plugin, "procthread-markers")
+    pluginmanager.register(threads_plugin, "procthread-threads")
     pluginmanager.register(claims_hooks, "procthread-claims")
     options.add_options(parser)
 

@@ -23,7 +23,7 @@ from ..child.rewrite import install_rewriting
 from ..child.template import apply_environ
 from ..errors import ProcThreadError
 from ..options import ISOLATED_MARKER as MARKER
-from ..parallel import fan_out
+from ..threads.fanout import FanOut, fan_out
 from ..wire import pickling
 from .comparison import comparison_for, install_recorder
 from .fresh import module_and_class
@@ -34,7 +34,7 @@ from .standins import ChildLogCapture, RecordedCalls
 from .testcase import run_case
 from .travel import FUNCTION_PIECE, Pieces, load_filters
 
-BODY_VERSION = 2
+BODY_VERSION = 3
 
 
 @dataclass
@@ -71,8 +71,7 @@ class BodyCall:
     # The test process's environment when the body starts (fixtures may have changed it);
     # a forkserver child would otherwise have the server's, from when it started.
     environ: Optional[dict[str, str]] = None
-    threads: int = 0
-    thread_timeout: float = 0.0
+    fan: Optional[FanOut] = None  # run the body in threads, as threads.plugin planned
     version: int = BODY_VERSION
 
 
@@ -113,8 +112,10 @@ class IsolatedBody:
                 _start_stand_ins(kwargs, sidecar, fresh)
                 try:
                     with _fresh_set_up(fn) if fresh else contextlib.nullcontext():
-                        if call.threads:
-                            result = fan_out(fn, kwargs, call.threads, call.thread_timeout)
+                        if call.fan is not None and fn is run_case:
+                            result = fn(**kwargs, fan=call.fan)
+                        elif call.fan is not None:
+                            result = fan_out(fn, kwargs, call.fan)
                         else:
                             result = fn(**kwargs)
                 except BaseException as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Optional
 
 import pytest
 
@@ -21,6 +21,7 @@ from ..process.capture import new_capture
 from ..process.handle import ProcessHandle
 from ..process.runner import ProcessRunner
 from ..process.scratch import directory as scratch_directory
+from ..threads.fanout import FanOut
 from .body import BodyCall, IsolatedBody
 from .comparison import explain
 from .failure import died_message
@@ -32,8 +33,9 @@ from .testcase import is_case
 from .travel import body_of, conftest_modules, pack, rewritten_modules, warning_filters
 
 
-def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) -> None:
-    """Run the body of ``item`` in a child process and report it as pytest would."""
+def run(item: pytest.Function, fan: Optional[FanOut] = None) -> None:
+    """Run the body of ``item`` in a child process (in threads there, as ``fan`` says) and
+    report it as pytest would."""
     __tracebackhide__ = True
     if not is_case(item):  # unittest runs its own coroutines
         refuse_async(item)
@@ -42,8 +44,7 @@ def run(item: pytest.Function, threads: int = 0, thread_timeout: float = 0.0) ->
     side = new_capture("side", scratch_directory)
     try:
         method = runner.start_method
-        call = BodyCall(test=item.name, sidecar_path=side.path, threads=threads,
-                        thread_timeout=thread_timeout,
+        call = BodyCall(test=item.name, sidecar_path=side.path, fan=fan,
                         module=getattr(item.obj, "__module__", "") or "")
         externals = _fill(call, item, method)
         fork_relay = relay_to_fork_child(call.sidecar) if call.sidecar else None

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import pytest
 
+from ..threads.fanout import FanOut, fan_out
 from .fresh import module_and_class
 
 
@@ -79,13 +80,35 @@ class Verdicts:
         self._keep(pytest.fail.Exception("Unexpected success", pytrace=False))
 
 
-def run_case(case: unittest.TestCase, fresh: bool = False) -> None:
-    """In the child: run ``case`` as pytest would, and raise what pytest would report.
-    ``fresh``: the child is a new interpreter, which sets the class and module up."""
+def _run_one(case: unittest.TestCase) -> None:
     __tracebackhide__ = True
     verdicts = Verdicts()
-    cls = type(case)
-    with module_and_class(cls, cls.__module__) if fresh else contextlib.nullcontext():
-        case(result=verdicts)  # type: ignore[arg-type]
+    case(result=verdicts)  # type: ignore[arg-type]
     if verdicts.first is not None:
         raise verdicts.first
+
+
+def _run_copy(case: unittest.TestCase) -> None:
+    # Each thread (and iteration) runs its own instance, as unittest runs each test:
+    # setUp's attributes are the instance's, not shared by the threads.
+    __tracebackhide__ = True
+    _run_one(type(case)(case.id().rsplit(".", 1)[-1]))
+
+
+def run_case(case: unittest.TestCase, fresh: bool = False, fan: Optional[FanOut] = None) -> None:
+    """In the child: run ``case`` as pytest would, and raise what pytest would report.
+    ``fresh``: the child is a new interpreter, which sets the class and module up (once,
+    around every thread). ``fan``: in threads, each with its own instance of the case."""
+    __tracebackhide__ = True
+    cls = type(case)
+    with module_and_class(cls, cls.__module__) if fresh else contextlib.nullcontext():
+        if fan is None:
+            _run_one(case)
+        else:
+            fan_out(_run_copy, {"case": case}, fan)
+
+
+def run_case_in_threads(item: pytest.Item, fan: FanOut) -> None:
+    """In the test process: a unittest method's call phase in threads."""
+    __tracebackhide__ = True
+    run_case(item.instance, fan=fan)  # type: ignore[attr-defined]

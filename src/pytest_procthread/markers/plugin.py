@@ -2,8 +2,8 @@
 
 Registered by the main plugin (``plugin.py``) as ``procthread-markers``. Only wiring: every
 marker of ours is checked once at collection, ``requires`` is applied there, and the body
-of a test is dispatched to a child process (``isolated.run``), to n threads
-(``parallel.fan_out``), or both, or left to pytest.
+of a test is dispatched to a child process (``isolated.run``), to n threads (as
+``threads.plugin`` planned it, run by ``threads.fanout``), or both, or left to pytest.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from ..isolated.marker import (
     warn_returned,
 )
 from ..isolated.run import run as run_isolated
-from ..isolated.testcase import is_case
+from ..isolated.testcase import is_case, run_case_in_threads
 from ..isolated.travel import test_kwargs
 from ..options import REQUIRES_MARKER, THREADS_MARKER
-from ..parallel import fan_out
 from ..process.fork import available as fork_available
 from ..process.launch import reap_exiting
 from ..process.runner import end_session
@@ -33,8 +32,10 @@ from ..process.template import start_soon as start_template_soon
 from ..process.warden import start_soon
 from ..runtime import RuntimeFacts, runtime_facts
 from ..settings import resolve
+from ..threads.fanout import fan_out
+from ..threads.plan import asked
+from ..threads.plugin import planned, run_settings
 from .requires import unmet
-from .threads import thread_count, thread_timeout
 
 _MARKER_ERROR = pytest.StashKey[str]()
 
@@ -67,10 +68,8 @@ def check_markers(item: pytest.Item, facts: RuntimeFacts) -> list[str]:
     """Check every marker of ours on ``item``; the reasons ``requires`` says to skip it.
     ValueError, naming the test, for a marker written wrongly."""
     validate_marker(item)
-    threads = item.get_closest_marker(THREADS_MARKER)
-    if threads is not None:
-        thread_count(threads, item.nodeid)
-        thread_timeout(item, threads)
+    if item.get_closest_marker(THREADS_MARKER) is not None:
+        asked(item, run_settings(item.config))
     reasons = []
     for marker in item.iter_markers(REQUIRES_MARKER):
         reasons += unmet(marker, facts, item.nodeid)
@@ -105,30 +104,30 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     error = item.stash.get(_MARKER_ERROR, None)
     if error is not None:
         raise pytest.UsageError(error)
+    fan = planned(item).fan
     if wanted(item):
         note_warning_sink(item)
         if is_case(item):
             # A unittest method runs through its item's runtest(), not pytest_pyfunc_call.
-            item.runtest = functools.partial(run_isolated, item)  # type: ignore[method-assign,arg-type]
+            item.runtest = functools.partial(run_isolated, item, fan)  # type: ignore[method-assign,arg-type]
+    elif fan is not None and is_case(item):
+        item.runtest = functools.partial(run_case_in_threads, item, fan)  # type: ignore[method-assign]
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
     """Run the body in a child process, in n threads, or both; else leave it to pytest."""
     __tracebackhide__ = True
-    threads_marker = pyfuncitem.get_closest_marker(THREADS_MARKER)
+    fan = planned(pyfuncitem).fan
     isolated = wanted(pyfuncitem)
-    if threads_marker is None and not isolated:
+    if fan is None and not isolated:
         return None
-    threads, timeout = 0, 0.0
-    if threads_marker is not None:
-        threads = thread_count(threads_marker, pyfuncitem.nodeid)
-        timeout = thread_timeout(pyfuncitem, threads_marker)
     if isolated:
-        run_isolated(pyfuncitem, threads=threads, thread_timeout=timeout)
+        run_isolated(pyfuncitem, fan)
         return True
+    assert fan is not None
     refuse_async(pyfuncitem)
-    result = fan_out(pyfuncitem.obj, test_kwargs(pyfuncitem), threads, timeout)
+    result = fan_out(pyfuncitem.obj, test_kwargs(pyfuncitem), fan)
     warn_returned(pyfuncitem, None if result is None else repr(type(result)))
     return True
 
@@ -138,12 +137,6 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     # The child of an isolated test may still be exiting (it said it was done, see
     # process.fork): gone before the first fixture is torn down, so no teardown sees it.
     reap_exiting()
-
-
-@pytest.fixture
-def thread_index() -> int:
-    """This thread's index in a ``@pytest.mark.threads(n)`` test (0 to n-1); 0 elsewhere."""
-    return 0
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

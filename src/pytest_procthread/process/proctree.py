@@ -10,9 +10,10 @@ import functools
 import os
 import sys
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import psutil
+if TYPE_CHECKING:  # imported where used: a run that never needs it does not load it
+    import psutil
 
 
 @functools.cache
@@ -29,6 +30,7 @@ def pidfd_works() -> bool:
 
 def descendants(pid: int) -> list[psutil.Process]:
     """The process tree below ``pid``, taken now (children are re-parented once it dies)."""
+    import psutil
     try:
         return list(psutil.Process(pid).children(recursive=True))
     except psutil.Error:
@@ -37,6 +39,7 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 def stop_processes(procs: list[psutil.Process], grace: float) -> list[psutil.Process]:
     """Terminate, wait up to ``grace``, then kill and wait again; returns any survivors."""
+    import psutil
     live = []
     for proc in procs:
         try:
@@ -61,6 +64,7 @@ def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Proc
     that reaps late or never (as in many containers) would make every wait here last its
     whole timeout. A zombie has ended: it counts as stopped.
     """
+    import psutil
     deadline = time.monotonic() + timeout
     alive = list(procs)
     while alive:
@@ -73,6 +77,7 @@ def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Proc
 
 
 def _ended(proc: psutil.Process) -> bool:
+    import psutil
     try:
         return bool(proc.status() == psutil.STATUS_ZOMBIE)
     except psutil.Error:
@@ -93,6 +98,7 @@ def stop_child_tree(
     ``wait_root(seconds)`` must wait for the child through its owner (multiprocessing),
     because reaping it here would hide its exit status from that owner.
     """
+    import psutil
     below = descendants(pid)
     try:
         root = psutil.Process(pid)
@@ -114,6 +120,7 @@ def stop_child_tree(
 
 
 def _kill_quietly(proc: psutil.Process) -> None:
+    import psutil
     try:
         proc.kill()
     except psutil.Error:
