@@ -322,6 +322,13 @@ def test_bad_timeouts_on_a_handle(isolated_process: ProcessRunner) -> None:
          "*invalid timeout in option --procthread-timeout: 'abc' is not a number of seconds*"),
         (["--procthread-timeout=0"], "",
          "*invalid timeout in option --procthread-timeout: '0'; it must be a positive*"),
+        (["--procthread-timeout=-1"], "",
+         "*invalid timeout in option --procthread-timeout: '-1'; it must be a positive*"),
+        (["--procthread-timeout=inf"], "",
+         "*invalid timeout in option --procthread-timeout: 'inf'; it must be a positive, "
+         "finite number of seconds (every wait here is bounded)*"),
+        (["--procthread-timeout=nan"], "",
+         "*invalid timeout in option --procthread-timeout: 'nan'; it must be a positive*"),
         ([], "procthread_timeout = -1",
          "*invalid timeout in ini key procthread_timeout: '-1'; it must be a positive*"),
         (["--procthread-start-method=bogus"], "",
@@ -329,7 +336,8 @@ def test_bad_timeouts_on_a_handle(isolated_process: ProcessRunner) -> None:
         ([], "procthread_start_method = threads",
          "*invalid start method in ini key procthread_start_method: 'threads'; choose one of*"),
     ],
-    ids=["option-timeout-text", "option-timeout-zero", "ini-timeout", "option-method",
+    ids=["option-timeout-text", "option-timeout-zero", "option-timeout-negative",
+         "option-timeout-inf", "option-timeout-nan", "ini-timeout", "option-method",
          "ini-method"],
 )
 def test_bad_settings_are_usage_errors(

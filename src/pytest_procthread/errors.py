@@ -53,3 +53,25 @@ class RemoteException(ProcThreadError):
 
 class ThreadProblem(ProcThreadError):
     """A sibling thread that raised unobserved, or that was still running at teardown."""
+
+
+class ChildInterrupted(ProcThreadError):
+    """A child (or sibling thread) raised ``KeyboardInterrupt``; its ``__cause__`` is it."""
+
+
+def to_raise(exc: BaseException) -> BaseException:
+    """What the test process raises for an exception a child or thread raised.
+
+    A ``KeyboardInterrupt`` raised again here would stop the whole run as a Ctrl-C does;
+    it fails the test instead (a Ctrl-C of the run interrupts the test process itself,
+    which stops the run as usual).
+    """
+    if not isinstance(exc, KeyboardInterrupt):
+        return exc
+    error = ChildInterrupted(
+        "the code under test raised KeyboardInterrupt (a SIGINT it received, or a raise). "
+        "Raised again in the test process it would stop the whole run as if you had "
+        "pressed Ctrl-C, so this test fails instead; the KeyboardInterrupt is above."
+    )
+    error.__cause__ = exc
+    return error

@@ -10,7 +10,7 @@ import signal as _signal
 import sys
 from typing import Any, Optional
 
-from .errors import ChildDiedError, ChildTimeoutError
+from .errors import ChildDiedError, ChildTimeoutError, to_raise
 from .stacks import fold_below_entry, tail
 
 # The NTSTATUS codes a crashing Windows process most often exits with.
@@ -195,7 +195,7 @@ class Outcome:
         """Return the value, or raise what the callable raised, or say why there is none."""
         self.observed = True
         if self._exception is not None:
-            raise self._exception
+            raise to_raise(self._exception)
         if self.returned and not self.timed_out:
             return self.value
         detail = self.describe()

@@ -13,6 +13,8 @@ import contextlib
 import importlib
 import inspect
 import logging
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -98,6 +100,7 @@ class IsolatedBody:
         # filters and logger levels: they come with the call. The child ends with the body,
         # so nothing needs restoring after it; catch_warnings only to load the filters.
         fresh = call.warning_filters is not None
+        _refuse_debugger()
         try:
             with warnings.catch_warnings() if fresh else contextlib.nullcontext():
                 if call.warning_filters is not None:
@@ -180,6 +183,24 @@ class IsolatedBody:
                 ) from exc
         fn = values.pop(FUNCTION_PIECE)
         return fn, values
+
+
+def _no_debugger(*args: Any, **kwargs: Any) -> None:
+    raise ProcThreadError(
+        "breakpoint() in an isolated test body: the body runs in a child process whose "
+        "stdin is not your terminal, so a debugger there cannot talk to you. Run this "
+        "test without isolation to debug it (without --isolated, or with "
+        "@pytest.mark.isolated removed); --pdb works with isolation (after a failure, in "
+        "the test process, on the child's traceback and locals); or set PYTHONBREAKPOINT "
+        "to a remote debugger."
+    )
+
+
+def _refuse_debugger() -> None:
+    # pdb on /dev/null would read end-of-file and quit with a bare BdbQuit; a debugger the
+    # user chose through PYTHONBREAKPOINT (a remote one, say) is left alone.
+    if os.environ.get("PYTHONBREAKPOINT", "") in ("", "pdb.set_trace"):
+        sys.breakpointhook = _no_debugger
 
 
 def _fresh_set_up(fn: Callable[..., Any]) -> contextlib.AbstractContextManager[None]:

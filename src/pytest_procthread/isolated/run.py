@@ -15,7 +15,7 @@ from typing import Any, NoReturn, Optional
 
 import pytest
 
-from ..errors import NotPicklableError
+from ..errors import NotPicklableError, to_raise
 from ..outcome import Outcome
 from ..process.capture import new_capture
 from ..process.handle import ProcessHandle
@@ -106,7 +106,7 @@ def _report(item: pytest.Item, outcome: Outcome, comparison: Any, lost: str) -> 
     if exc is not None:
         if comparison is not None:
             explain(item, exc, comparison)
-        raise exc
+        raise to_raise(exc)
     if outcome.returned:
         warn_returned(item, outcome.value)
         return

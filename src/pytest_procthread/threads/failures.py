@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from ..errors import to_raise
 from .plan import FanOut
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -116,7 +117,7 @@ def raise_failures(failures: list[Failure], plan: FanOut) -> None:
         return
     real = [failure for failure in failures if not failure.is_verdict]
     if not real:
-        raise min(failures, key=lambda f: (f.thread, f.iteration)).exc
+        raise to_raise(min(failures, key=lambda f: (f.thread, f.iteration)).exc)
     kinds = fold(real)
     shown = _first(kinds, plan.expected)
     exc = shown.first.exc
@@ -134,7 +135,7 @@ def raise_failures(failures: list[Failure], plan: FanOut) -> None:
     for kind in others:
         _add_note(exc, f"--- {type(kind.first.exc).__name__} {where(kind, plan)} ---\n"
                        f"{_text(kind.first.exc)}")
-    raise exc
+    raise to_raise(exc)
 
 
 __all__ = ["Failure", "Kind", "fold", "raise_failures", "where"]
