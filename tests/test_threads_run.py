@@ -432,3 +432,42 @@ def test_status_words_and_summary_come_through_xdist(pytester: pytest.Pytester) 
         "*PASSED (ran once: uses fixture 'capsys'*) test_x.py::test_once*",
         "1 test ran in threads (1 in 2 threads); 1 ran once:",
     ])
+
+
+ISOLATED_CASES = '''
+import unittest
+import pytest
+from pytest_procthread.parallel import current_thread_index
+
+
+@pytest.mark.isolated
+@pytest.mark.threads(3, iterations=2)
+class Cases(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = "set once"
+
+    def setUp(self):
+        self.items = []
+
+    def test_ok(self):
+        self.items.append(1)
+        assert self.shared == "set once" and len(self.items) == 1
+
+    def test_fail(self):
+        assert current_thread_index() != 1, "thread 1"
+'''
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_isolated_unittest_methods_fan_out_in_the_child(
+    pytester: pytest.Pytester, method: str
+) -> None:
+    pytester.makepyfile(test_cases=ISOLATED_CASES)
+    result = pytester.runpytest_subprocess(*ARGS, "-v", f"--procthread-start-method={method}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines_random([
+        "*::Cases::test_ok PASSED (3 threads x 2 iterations)*",
+        "E       (in thread 1 (iterations 0, 1) of 3 threads, 2 iterations each: 2 identical "
+        "failures, folded into this one)",
+    ])
