@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import leaks, newhooks, options
+from . import gilwatch, leaks, newhooks, options
 from .claims import hooks as claims_hooks
 from .ipc import IpcPipe
 from .markers import plugin as markers_plugin
@@ -28,6 +28,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.register(markers_plugin, "procthread-markers")
     pluginmanager.register(claims_hooks, "procthread-claims")
+    pluginmanager.register(gilwatch.GilWatchPlugin(), "procthread-gil")
     options.add_options(parser)
 
 

@@ -13,6 +13,8 @@ from typing import Optional
 
 import pytest
 
+from ..gil import GilState
+from ..gilwatch import watch_of
 from ..isolated.body import IsolatedBody
 from ..isolated.marker import (
     note_warning_sink,
@@ -33,6 +35,7 @@ from ..process.template import start_soon as start_template_soon
 from ..process.warden import start_soon
 from ..runtime import RuntimeFacts, runtime_facts
 from ..settings import resolve
+from .decision import decide_again, skip_unmet
 from .requires import unmet
 from .threads import thread_count, thread_timeout
 
@@ -63,7 +66,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         start_template_soon(method, (IsolatedBody.__module__,))
 
 
-def check_markers(item: pytest.Item, facts: RuntimeFacts) -> list[str]:
+def check_markers(item: pytest.Item, facts: RuntimeFacts, gil: GilState) -> list[str]:
     """Check every marker of ours on ``item``; the reasons ``requires`` says to skip it.
     ValueError, naming the test, for a marker written wrongly."""
     validate_marker(item)
@@ -73,7 +76,7 @@ def check_markers(item: pytest.Item, facts: RuntimeFacts) -> list[str]:
         thread_timeout(item, threads)
     reasons = []
     for marker in item.iter_markers(REQUIRES_MARKER):
-        reasons += unmet(marker, facts, item.nodeid)
+        reasons += unmet(marker, facts, item.nodeid, gil)
     return reasons
 
 
@@ -86,18 +89,18 @@ def pytest_collection_modifyitems(
     A wrong marker is a usage error that stops the run. In a pytest-xdist worker, where a
     usage error at collection would crash the worker, the test errors instead.
     """
-    facts = runtime_facts()
+    facts, watch = runtime_facts(), watch_of(config)
+    gil = watch.state("collection")
     in_worker = hasattr(config, "workerinput")
     for item in items:
         try:
-            reasons = check_markers(item, facts)
+            reasons = check_markers(item, facts, gil)
         except ValueError as exc:
             if not in_worker:
                 raise pytest.UsageError(str(exc)) from None
             item.stash[_MARKER_ERROR] = str(exc)
             continue
-        if reasons:
-            item.add_marker(pytest.mark.skip(reason="; ".join(reasons)))
+        skip_unmet(item, reasons, gil, watch)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -105,6 +108,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     error = item.stash.get(_MARKER_ERROR, None)
     if error is not None:
         raise pytest.UsageError(error)
+    decide_again(item, runtime_facts(), watch_of(item.config))
     if wanted(item):
         note_warning_sink(item)
         if is_case(item):
