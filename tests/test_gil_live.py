@@ -190,6 +190,8 @@ def test_what_a_worker_sends_its_controller() -> None:
         "start): 1 skipped, 0 run",
     ]
     controller.merge(None, "gw1")  # a worker that sent nothing
+    with pytest.raises(ValueError, match="worker gw3 sent its GIL re-enables in a form"):
+        controller.merge({"events": [["lunch", "", None]], "decided_since": {}}, "gw3")
     assert len(controller.events) == 1
     controller.merge(worker.to_data(), "gw2")  # alike in two workers: one line
     assert controller.summary()[0] == (

@@ -230,8 +230,14 @@ class GilWatch:
 
     def merge(self, data: Any, worker: str) -> None:
         """Take in what a pytest-xdist worker sent (:meth:`to_data`)."""
-        if not isinstance(data, dict):
-            return
-        for when, nodeid, module in data.get("events", []):
-            self.events.append(ReEnable(when, nodeid, module, worker))
-        self.decided_since.update(data.get("decided_since", {}))
+        if data is None:
+            return  # a worker that ended before its session did
+        try:
+            events = [ReEnable(when, nodeid, module, worker)
+                      for when, nodeid, module in data["events"]]
+            decided = {str(k): bool(v) for k, v in data["decided_since"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"pytest-xdist worker {worker} sent its GIL re-enables in a "
+                             f"form this version does not read: {data!r} ({exc})") from None
+        self.events += events
+        self.decided_since.update(decided)
