@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import leaks, newhooks, options
+from . import gilwatch, leaks, newhooks, options
 from .claims import hooks as claims_hooks
 from .ipc import IpcPipe
 from .markers import plugin as markers_plugin
@@ -31,6 +31,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     pluginmanager.register(markers_plugin, "procthread-markers")
     pluginmanager.register(threads_plugin, "procthread-threads")
     pluginmanager.register(claims_hooks, "procthread-claims")
+    pluginmanager.register(gilwatch.GilWatchPlugin(), "procthread-gil")
     options.add_options(parser)
 
 

@@ -2,6 +2,8 @@
 
 Expectations of the conformance pack, the ``requires`` marker, skips and the report
 header all read the same object, so they cannot disagree about what this runtime is.
+``gil_enabled`` is the GIL at start; what it is later, after an import re-enabled it on a
+free-threaded build, is :mod:`pytest_procthread.gil`'s.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import multiprocessing
 import os
 import platform
 import sys
-import sysconfig
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
+
+from . import gil
 
 
 def _platform_default_start_method() -> str:
@@ -71,15 +74,6 @@ def usable_cpus() -> int:
     return max(1, count)
 
 
-def _free_threaded_build() -> bool:
-    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-
-
-def _gil_enabled() -> bool:
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
-
-
 @dataclass(frozen=True)
 class RuntimeFacts:
     """What this runtime is: the inputs of every expectation and requirement."""
@@ -91,7 +85,7 @@ class RuntimeFacts:
     python_version: tuple[int, int, int]
     python_version_text: str
     free_threaded_build: bool
-    gil_enabled: bool
+    gil_enabled: bool  # at start: when the plugin was loaded (see gil.AT_START)
     start_methods: tuple[str, ...]
     default_start_method: str
     usable_cpus: int
@@ -124,8 +118,8 @@ def runtime_facts() -> RuntimeFacts:
         implementation=sys.implementation.name,
         python_version=(sys.version_info[0], sys.version_info[1], sys.version_info[2]),
         python_version_text=platform.python_version(),
-        free_threaded_build=_free_threaded_build(),
-        gil_enabled=_gil_enabled(),
+        free_threaded_build=gil.free_threaded_build(),
+        gil_enabled=gil.AT_START,
         start_methods=methods,
         default_start_method=_platform_default_start_method(),
         usable_cpus=usable_cpus(),

@@ -13,6 +13,8 @@ from typing import Optional
 
 import pytest
 
+from ..gil import GilState
+from ..gilwatch import watch_of
 from ..isolated.body import IsolatedBody
 from ..isolated.marker import (
     note_warning_sink,
@@ -35,6 +37,7 @@ from ..settings import resolve
 from ..threads.fanout import fan_out
 from ..threads.plan import asked
 from ..threads.plugin import planned, run_settings
+from .decision import decide_again, skip_unmet
 from .requires import unmet
 
 _MARKER_ERROR = pytest.StashKey[str]()
@@ -64,7 +67,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         start_template_soon(method, (IsolatedBody.__module__,))
 
 
-def check_markers(item: pytest.Item, facts: RuntimeFacts) -> list[str]:
+def check_markers(item: pytest.Item, facts: RuntimeFacts, gil: GilState) -> list[str]:
     """Check every marker of ours on ``item``; the reasons ``requires`` says to skip it.
     ValueError, naming the test, for a marker written wrongly."""
     validate_marker(item)
@@ -72,7 +75,7 @@ def check_markers(item: pytest.Item, facts: RuntimeFacts) -> list[str]:
         asked(item, run_settings(item.config))
     reasons = []
     for marker in item.iter_markers(REQUIRES_MARKER):
-        reasons += unmet(marker, facts, item.nodeid)
+        reasons += unmet(marker, facts, item.nodeid, gil)
     return reasons
 
 
@@ -85,18 +88,18 @@ def pytest_collection_modifyitems(
     A wrong marker is a usage error that stops the run. In a pytest-xdist worker, where a
     usage error at collection would crash the worker, the test errors instead.
     """
-    facts = runtime_facts()
+    facts, watch = runtime_facts(), watch_of(config)
+    gil = watch.state("collection")
     in_worker = hasattr(config, "workerinput")
     for item in items:
         try:
-            reasons = check_markers(item, facts)
+            reasons = check_markers(item, facts, gil)
         except ValueError as exc:
             if not in_worker:
                 raise pytest.UsageError(str(exc)) from None
             item.stash[_MARKER_ERROR] = str(exc)
             continue
-        if reasons:
-            item.add_marker(pytest.mark.skip(reason="; ".join(reasons)))
+        skip_unmet(item, reasons, gil, watch)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -104,6 +107,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     error = item.stash.get(_MARKER_ERROR, None)
     if error is not None:
         raise pytest.UsageError(error)
+    decide_again(item, runtime_facts(), watch_of(item.config))
     fan = planned(item).fan
     if wanted(item):
         note_warning_sink(item)

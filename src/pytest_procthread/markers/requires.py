@@ -1,13 +1,16 @@
 """The ``requires`` marker: skip, with a reason, where the runtime lacks what a test needs.
 
 Decided from :func:`pytest_procthread.runtime.runtime_facts`, the same facts that the
-conformance pack's expectations and the report header read.
+conformance pack's expectations and the report header read; ``gil`` from the GIL as it
+is when the test is decided (a :class:`~pytest_procthread.gil.GilState`), since an import
+may re-enable it on a free-threaded build after the facts were gathered.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from ..gil import GilState
 from ..options import REQUIRES_MARKER as MARKER
 from ..runtime import RuntimeFacts
 
@@ -69,12 +72,17 @@ def _free_threaded(value: Any, facts: RuntimeFacts, where: str) -> str | None:
     return f"requires a build of Python with the GIL; this is {facts.python}, free-threaded"
 
 
-def _gil(value: Any, facts: RuntimeFacts, where: str) -> str | None:
-    if _flag(value, "gil", where) == facts.gil_enabled:
+def _gil(
+    value: Any, facts: RuntimeFacts, where: str, now: Optional[GilState] = None
+) -> str | None:
+    enabled = facts.gil_enabled if now is None else now.enabled
+    if _flag(value, "gil", where) == enabled:
         return None
     if value:
         return f"requires the GIL to be enabled; {facts.python} runs with it disabled"
-    return f"requires the GIL to be disabled; {facts.python} runs with it enabled"
+    story = "" if now is None else now.story()
+    return (f"requires the GIL to be disabled; {facts.python} runs with it enabled"
+            + (f": {story}" if story else ""))
 
 
 def _cpus(value: Any, facts: RuntimeFacts, where: str) -> str | None:
@@ -112,8 +120,11 @@ CHECKS: dict[str, Callable[[Any, RuntimeFacts, str], Optional[str]]] = {
 }
 
 
-def unmet(marker: Any, facts: RuntimeFacts, where: str) -> list[str]:
+def unmet(
+    marker: Any, facts: RuntimeFacts, where: str, gil: Optional[GilState] = None
+) -> list[str]:
     """The reasons this runtime does not meet ``marker``; ValueError on a bad marker.
+    ``gil`` is the GIL now; without it, ``gil=`` is decided from ``facts.gil_enabled``.
 
     >>> from pytest_procthread.runtime import runtime_facts
     >>> import pytest
@@ -139,7 +150,7 @@ def unmet(marker: Any, facts: RuntimeFacts, where: str) -> list[str]:
                 f"unknown requirement {key!r} in marker @pytest.mark.{MARKER} on {where}; "
                 f"the known ones are {', '.join(CHECKS)}"
             )
-        reason = check(value, facts, where)
+        reason = _gil(value, facts, where, gil) if key == "gil" else check(value, facts, where)
         if reason is not None:
             reasons.append(reason)
     return reasons
