@@ -6,10 +6,15 @@
 #   .ci/pack-all-interpreters.sh run WORK REPORTS       run the pack on each, one at a time,
 #                                                       then merge the reports
 #   .ci/pack-all-interpreters.sh all WORK REPORTS       both
+#   .ci/pack-all-interpreters.sh add WORK PYTHON        after prepare: one more interpreter,
+#                                                       for one that was not there yet (built)
+#   .ci/pack-all-interpreters.sh ensure-pypy WORK       only PyPy's apt-get, if it is missing
 #
 # Interpreters: $PYTHON (default python3), every CPython >= 3.9 under
 # `$(pyenv root)/versions/*/bin/python3.X`, and PyPy (`pypy3`; installed with apt-get as
 # root when missing). Older ones (2.7, 3.6-3.8) are skipped: the package needs 3.9.
+# A free-threaded build (3.13t) runs the pack twice: as it starts, with the GIL off, and with
+# PYTHON_GIL=1; each report records the GIL state, so they are two sets of columns.
 #
 # `prepare` installs in parallel (nothing is measured then); `run` runs the packs strictly
 # in sequence, because the pack measures timings. Each interpreter gets its own copy of
@@ -58,7 +63,30 @@ pyenv_root() {
 
 # PyPy: present, or installed from the distribution (pypy3-dev has the headers psutil is
 # built against). Prints why when it cannot.
+#
+# dpkg lets one apt-get at a time in, and apt-get fails at once when another holds the lock.
+# So the check and the install hold $WORK/apt.lock: a second caller (.ci/run calls this
+# before its own apt-get, while prepare may call it too) waits, then finds PyPy there. An
+# install that failed is not tried again in the same WORK: a second try could overlap the
+# caller's next apt-get, and the first failure has said why already.
 ensure_pypy() {
+    local work=$1
+    mkdir -p "$work" || return 1
+    (
+        if ! flock -w 900 9; then
+            say "ERROR: $work/apt.lock still held after 15 minutes: PyPy's apt-get cannot run"
+            exit 1
+        fi
+        if [ -e "$work/pypy-install.failed" ]; then
+            say "ERROR: installing PyPy with apt-get failed earlier in this run (its output is"
+            say "       in the log of the step that tried); the pack cannot run on PyPy"
+            exit 1
+        fi
+        ensure_pypy_locked || { touch "$work/pypy-install.failed"; exit 1; }
+    ) 9>"$work/apt.lock"
+}
+
+ensure_pypy_locked() {
     local need=0
     command -v pypy3 >/dev/null 2>&1 || need=1
     if [ "$need" -eq 0 ] && command -v dpkg >/dev/null 2>&1 \
@@ -128,7 +156,7 @@ install_into_slot() {
     echo "install-failed" >"$dir/status"
     echo "$tag" >"$dir/tag"
     if [ "$python" = pypy3 ]; then
-        ensure_pypy || return 1
+        ensure_pypy "$work" || return 1
         python=$(command -v pypy3)
         line=$(describe_interpreter "$python") || { say "ERROR: $python does not run"; return 1; }
         read -r impl version minor ft real <<<"$line"
@@ -148,7 +176,40 @@ install_into_slot() {
     "$dir/venv/bin/python" -m pip install -q --progress-bar off "$dir/source" || return 1
     "$dir/venv/bin/python" -c 'import pytest_procthread, psutil, sys
 print("installed in", sys.executable, "- psutil", psutil.__version__)' || return 1
+    # A free-threaded build is run twice, GIL off and on (see run).
+    if "$dir/venv/bin/python" -c 'import sys, sysconfig
+sys.exit(0 if sysconfig.get_config_var("Py_GIL_DISABLED") else 1)'; then
+        touch "$dir/free-threaded"
+    fi
     echo "ready" >"$dir/status"
+}
+
+# After prepare: one more interpreter at the end of the run order, for one that did not exist
+# when prepare ran (.ci/run builds the free-threaded CPython meanwhile). Nothing if it is
+# in the run already.
+add() {
+    local work=$1 python=$2 line impl version minor ft real slot tag
+    if [ ! -s "$work/interpreters" ]; then
+        say "ERROR: $work has no interpreters: run prepare before add"
+        return 1
+    fi
+    line=$(describe_interpreter "$python") || { say "ERROR: $python does not run"; return 1; }
+    read -r impl version minor ft real <<<"$line"
+    if [ "$impl" != cpython ] || [ "$minor" -lt "$MIN_MINOR" ]; then
+        say "ERROR: $python ($impl $version): the package needs CPython >= 3.$MIN_MINOR"
+        return 1
+    fi
+    if awk -v exe="$real" '$3 == exe { found = 1 } END { exit !found }' "$work/interpreters"; then
+        say "$python ($real) is in the run already"
+        return 0
+    fi
+    slot=$(printf '%02d' "$(($(wc -l <"$work/interpreters") + 1))")
+    tag="$impl-$version${ft/-/}"
+    printf '%s %s %s\n' "$slot" "$tag" "$real" >>"$work/interpreters"
+    prepare_one "$work" "$slot" "$tag" "$real"
+    grep -v "is ignored: it is neither a file nor a directory" "$work/$slot/install.log"
+    say "    ($(cat "$work/$slot/install.seconds") s, $(cat "$work/$slot/status"))"
+    [ "$(cat "$work/$slot/status")" = ready ]
 }
 
 prepare() {
@@ -174,9 +235,48 @@ prepare() {
     return "$failed"
 }
 
+# One pack run of a slot's venv: its report, its line in the summary, $failed and $made.
+# gil is "default" (PYTHON_GIL unset) or "on" (PYTHON_GIL=1, a free-threaded build only);
+# on a free-threaded build the report must say that GIL state, or its columns would be
+# named as the other run's.
+run_one() {
+    local work=$1 reports=$2 slot=$3 label=$4 gil=$5 python="$1/$3/venv/bin/python"
+    local report="$2/$3-$4.json" rc start seconds result="passed" wanted recorded
+    local -a env=(env -u PYTHON_GIL)
+    [ "$gil" = on ] && env=(env PYTHON_GIL=1)
+    say
+    say "=== conformance pack on $label: ${env[*]} python -m pytest conformance/"
+    start=$(now)
+    (cd "$ROOT" && "${env[@]}" "$python" -m pytest conformance/ -p no:cacheprovider \
+        "--procthread-report=$report")
+    rc=$?
+    seconds=$(($(now) - start))
+    say "--- $label: pack took $seconds s, pytest exit $rc"
+    if [ "$rc" -eq 5 ]; then
+        result="FAILED: no test was collected (pytest exit 5)"
+    elif [ "$rc" -ne 0 ]; then
+        result="FAILED: pytest exit $rc"
+    elif [ ! -s "$report" ]; then
+        result="FAILED: no report written"
+    elif [ -e "$work/$slot/free-threaded" ]; then
+        wanted=False
+        [ "$gil" = on ] && wanted=True
+        recorded=$("$python" -c 'import json, sys
+print(json.load(open(sys.argv[1], encoding="utf-8"))["runtime"]["gil_enabled"])' "$report")
+        if [ "$recorded" != "$wanted" ]; then
+            result="FAILED: the report says gil_enabled=$recorded, this run wanted $wanted"
+        fi
+    fi
+    [ "$result" = passed ] || failed=1
+    printf '%-20s %8s %8s  %s\n' "$label" "$(cat "$work/$slot/install.seconds")" "$seconds" \
+        "$result" >>"$work/summary"
+    [ -s "$report" ] && made+=("$report")
+    return 0
+}
+
 run() {
-    local work=$1 reports=$2 slot tag status rc start seconds failed=0 merger=""
-    local -a made=()
+    local work=$1 reports=$2 slot tag status rc failed=0 merger=""
+    local -a made=()  # run_one adds to made and sets failed
     mkdir -p "$reports"
     # Old reports would be merged too (or refused, from another pack version): start clean.
     # Each report is named <slot>-<tag>.json, so that `$reports/*.json` is in run order.
@@ -192,27 +292,12 @@ run() {
             failed=1
             continue
         fi
-        say
-        say "=== conformance pack on $tag: python -m pytest conformance/"
-        start=$(now)
-        (cd "$ROOT" && "$work/$slot/venv/bin/python" -m pytest conformance/ -p no:cacheprovider \
-            "--procthread-report=$reports/$slot-$tag.json")
-        rc=$?
-        seconds=$(($(now) - start))
-        say "--- $tag: pack took $seconds s, pytest exit $rc"
-        if [ "$rc" -eq 5 ]; then
-            printf '%-20s %8s %8s  %s\n' "$tag" "$(cat "$work/$slot/install.seconds")" "$seconds" "FAILED: no test was collected (pytest exit 5)" >>"$work/summary"
-            failed=1
-        elif [ "$rc" -ne 0 ]; then
-            printf '%-20s %8s %8s  %s\n' "$tag" "$(cat "$work/$slot/install.seconds")" "$seconds" "FAILED: pytest exit $rc" >>"$work/summary"
-            failed=1
-        elif [ ! -s "$reports/$slot-$tag.json" ]; then
-            printf '%-20s %8s %8s  %s\n' "$tag" "$(cat "$work/$slot/install.seconds")" "$seconds" "FAILED: no report written" >>"$work/summary"
-            failed=1
-        else
-            printf '%-20s %8s %8s  %s\n' "$tag" "$(cat "$work/$slot/install.seconds")" "$seconds" "passed" >>"$work/summary"
+        # The environment's PYTHON_GIL would decide the GIL of a free-threaded build: unset
+        # for its own default (off), then 1 for the second run, named <tag>-gil.
+        run_one "$work" "$reports" "$slot" "$tag" default
+        if [ -e "$work/$slot/free-threaded" ]; then
+            run_one "$work" "$reports" "$slot" "$tag-gil" on
         fi
-        [ -s "$reports/$slot-$tag.json" ] && made+=("$reports/$slot-$tag.json")
         [ -z "$merger" ] && merger="$work/$slot/venv/bin/python"
     done <"$work/interpreters"
 
@@ -249,5 +334,10 @@ case "${1:-}" in
              prepare "$2"; p=$?
              run "$2" "$3"; r=$?
              [ "$p" -eq 0 ] && [ "$r" -eq 0 ] ;;
-    *)       say "usage: $0 {prepare WORK | run WORK REPORTS | all WORK REPORTS}"; exit 2 ;;
+    add)     [ $# -eq 3 ] || { say "usage: $0 add WORK PYTHON"; exit 2; }
+             add "$2" "$3" ;;
+    ensure-pypy) [ $# -eq 2 ] || { say "usage: $0 ensure-pypy WORK"; exit 2; }
+             ensure_pypy "$2" ;;
+    *)       say "usage: $0 {prepare WORK | run WORK REPORTS | all WORK REPORTS | add WORK PYTHON | ensure-pypy WORK}"
+             exit 2 ;;
 esac

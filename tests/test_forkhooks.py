@@ -151,7 +151,8 @@ def test_with_two_threads_every_hook_runs() -> None:
 
 def test_a_failed_fork_leaves_the_lists_as_they_were() -> None:
     lines = run("""
-        lists = forkhooks._lists or (forkhooks.skipped_hooks() and forkhooks._lists)
+        lists = forkhooks._hook_lists()
+        assert lists is not None, "the hook lists were not found"
         before = [list(hooks) for hooks in lists]
         real_fork = os.fork
 

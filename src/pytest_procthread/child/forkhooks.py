@@ -13,8 +13,9 @@ So, when this process has one thread, :func:`fork_without_lock_hooks` takes thos
 out of CPython's hook lists for the moment of the fork and puts them back in both
 processes. Every other hook still runs: random's reseed, asyncio's loop reset, this
 package's descriptor guard and any hook of the user's or of a library. With more than one
-thread, on PyPy, on a free-threaded build, or wherever the lists cannot be found, it is a
-plain ``os.fork()``.
+thread, on PyPy, or wherever the lists cannot be found, it is a plain ``os.fork()``. A
+free-threaded build (3.13t) keeps its hooks in the same three lists, GIL off or on, and the
+collector finds them there as well.
 
 The lists are found without reaching into the interpreter's memory: a sentinel hook is
 registered, and the garbage collector names the lists that hold it.
@@ -26,7 +27,6 @@ import gc
 import os
 import platform
 import sys
-import sysconfig
 import threading
 import types
 from typing import Any, Callable, Optional
@@ -41,11 +41,7 @@ _plan: Optional[tuple[tuple[int, int, int], _Lists, _Lists, tuple[int, ...]]] = 
 
 
 def _find_lists() -> Optional[_Lists]:
-    if (
-        platform.python_implementation() != "CPython"
-        or not hasattr(os, "register_at_fork")
-        or sysconfig.get_config_var("Py_GIL_DISABLED")
-    ):
+    if platform.python_implementation() != "CPython" or not hasattr(os, "register_at_fork"):
         return None
 
     # Three distinct functions: the collector tells each list by what it holds last.
