@@ -14,7 +14,8 @@ Scenarios:
 
 - ``daemon``: the child starts a grandchild that calls ``os.setsid()`` and double-forks;
 - ``gil``: the child is stuck in a catastrophic regex, in C, holding the GIL;
-- ``warden``: the child has 20 grandchildren; the warden is killed, then pytest.
+- ``warden``: the child has 20 grandchildren; the warden is killed, then pytest;
+- ``wardens``: the same, but the warden's standby is killed with it.
 
 Prints a table of survivors; exits 1 if any scenario left one.
 """
@@ -96,7 +97,7 @@ def test_probe(isolated_process):
     isolated_process.start(child).join(timeout=600)
 '''
 
-SCENARIOS = {"daemon": DAEMON, "gil": GIL, "warden": WARDEN}
+SCENARIOS = {"daemon": DAEMON, "gil": GIL, "warden": WARDEN, "wardens": WARDEN}
 
 
 def carriers(token: str) -> list[psutil.Process]:
@@ -116,6 +117,14 @@ def is_warden(proc: psutil.Process) -> bool:
         return any("warden_program" in part for part in proc.cmdline())
     except psutil.Error:
         return False
+
+
+def _parent_is_warden(proc: psutil.Process) -> bool:
+    try:
+        parent = proc.parent()
+    except psutil.Error:
+        return False
+    return parent is not None and is_warden(parent)
 
 
 def survivors_after(token: str, window: float) -> list[psutil.Process]:
@@ -167,8 +176,10 @@ def probe(scenario: str, method: str, window: float, workdir: Path) -> tuple[int
                 log.close()
                 return -1, "not ready: " + (case / "pytest.log").read_text()[-300:]
             time.sleep(0.02)
-        if scenario == "warden":
+        if scenario in ("warden", "wardens"):
             wardens = [proc for proc in carriers(token) if is_warden(proc)]
+            if scenario == "warden":  # not its standby, the warden's own child
+                wardens = [proc for proc in wardens if not _parent_is_warden(proc)]
             for proc in wardens:
                 proc.kill()
             psutil.wait_procs(wardens, timeout=5)
@@ -191,7 +202,7 @@ def _describe(proc: psutil.Process) -> str:
     except psutil.Error:
         cmd = "?"
     if "warden_program" in cmd:
-        return "warden"
+        return "warden"  # or its standby
     if "forkserver" in cmd:
         return "forkserver"
     if "resource_tracker" in cmd:
