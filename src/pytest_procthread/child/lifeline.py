@@ -143,11 +143,12 @@ def enlist(pipe: int) -> bool:
     """Ask the parent's warden to stop this child with its parent (write this pid to the
     warden's pipe, then close the pipe). False if the warden cannot hear it: the child
     must then watch for itself."""
-    mark_tree(_tree_mark)
     try:
         os.write(pipe, b"%d\n" % os.getpid())
     except OSError:
         return False
+    else:
+        mark_tree(_tree_mark)  # the warden that looks for the mark hears of this child
     finally:
         try:
             os.close(pipe)
