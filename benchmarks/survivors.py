@@ -15,7 +15,9 @@ Scenarios:
 - ``daemon``: the child starts a grandchild that calls ``os.setsid()`` and double-forks;
 - ``gil``: the child is stuck in a catastrophic regex, in C, holding the GIL;
 - ``warden``: the child has 20 grandchildren; the warden is killed, then pytest;
-- ``wardens``: the same, but the warden's standby is killed with it.
+- ``wardens``: the same, but the warden's standby is killed with it;
+- ``iso-daemon``, ``iso-gil``, ``iso-warden``: the first three in the body of a test
+  under the ``isolated`` marker (a warm template's child under spawn and forkserver).
 
 Prints a table of survivors; exits 1 if any scenario left one.
 """
@@ -97,7 +99,20 @@ def test_probe(isolated_process):
     isolated_process.start(child).join(timeout=600)
 '''
 
-SCENARIOS = {"daemon": DAEMON, "gil": GIL, "warden": WARDEN, "wardens": WARDEN}
+ISOLATED = """
+import pytest
+
+@pytest.mark.isolated
+def test_isolated():
+    child()
+"""
+
+SCENARIOS = {
+    "daemon": DAEMON, "gil": GIL, "warden": WARDEN, "wardens": WARDEN,
+    # The same faults in the body of a test under the isolated marker: under spawn and
+    # forkserver its child is forked by a warm template.
+    "iso-daemon": DAEMON + ISOLATED, "iso-gil": GIL + ISOLATED, "iso-warden": WARDEN + ISOLATED,
+}
 
 
 def carriers(token: str) -> list[psutil.Process]:
@@ -165,7 +180,8 @@ def probe(scenario: str, method: str, window: float, workdir: Path) -> tuple[int
     log = open(case / "pytest.log", "wb")  # noqa: SIM115
     pytest = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s",
-         "--procthread-start-method", method, str(test_file)],
+         "--procthread-start-method", method,
+         f"{test_file}::test_{'isolated' if scenario.startswith('iso-') else 'probe'}"],
         cwd=case, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -176,9 +192,9 @@ def probe(scenario: str, method: str, window: float, workdir: Path) -> tuple[int
                 log.close()
                 return -1, "not ready: " + (case / "pytest.log").read_text()[-300:]
             time.sleep(0.02)
-        if scenario in ("warden", "wardens"):
+        if scenario in ("warden", "wardens", "iso-warden"):
             wardens = [proc for proc in carriers(token) if is_warden(proc)]
-            if scenario == "warden":  # not its standby, the warden's own child
+            if scenario != "wardens":  # not its standby, the warden's own child
                 wardens = [proc for proc in wardens if not _parent_is_warden(proc)]
             for proc in wardens:
                 proc.kill()
@@ -216,7 +232,8 @@ def _describe(proc: psutil.Process) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios, comma-separated")
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help=f"scenarios, comma-separated, of: {', '.join(SCENARIOS)}")
     parser.add_argument("--methods", default=",".join(METHODS), help="start methods")
     parser.add_argument("--window", type=float, default=10.0,
                         help="seconds to wait for what is left to end (default 10)")
@@ -229,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             for method in methods:
                 results[scenario, method] = probe(scenario, method, args.window, Path(tmp))
     print(f"survivors {args.window:g} s after SIGKILL of the test process")
-    print(f"{'scenario':<10}" + "".join(f"{m:>12}" for m in methods))
+    print(f"{'scenario':<12}" + "".join(f"{m:>12}" for m in methods))
     for scenario in scenarios:
-        print(f"{scenario:<10}" + "".join(f"{results[scenario, m][0]:>12}" for m in methods))
+        print(f"{scenario:<12}" + "".join(f"{results[scenario, m][0]:>12}" for m in methods))
     for (scenario, method), (count, note) in results.items():
         if count:
             print(f"  {scenario}/{method}: {note}")
