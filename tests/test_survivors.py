@@ -27,7 +27,8 @@ PROBE = Path(__file__).parent.parent / "benchmarks" / "survivors.py"
 
 def test_nothing_outlives_a_sigkilled_test_process() -> None:
     done = subprocess.run(
-        [sys.executable, str(PROBE), "--only", "daemon,gil,warden,iso-daemon,iso-gil,iso-warden", "--window", "10"],
+        [sys.executable, str(PROBE), "--window", "10",
+         "--only", "daemon,gil,warden,iso-daemon,iso-gil,iso-warden"],
         capture_output=True, text=True, timeout=280, check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
