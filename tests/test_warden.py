@@ -212,31 +212,44 @@ runner.start(child, ready_w)
 os.close(ready_w)
 with os.fdopen(ready_r) as f:
     kids = f.readline().split()
-print(wardens.warden_pid(), *kids, flush=True)
+print(wardens.warden_pid(), wardens.standby_pid(), *kids, flush=True)
+if sys.argv[1:] == ["replace"]:  # once both are killed: a new child, a new warden
+    sys.stdin.readline()
+    runner.run(os.getpid)
+    print(wardens.warden_pid(), flush=True)
 time.sleep(600)
 """
 
 
-def test_a_warden_killed_alone_leaves_its_standby_on_watch(tmp_path) -> None:
+@pytest.mark.parametrize("killed", ["warden", "both"])
+def test_children_outlive_no_killed_warden(tmp_path, killed: str) -> None:
     """The warden is killed, then its test process: its standby stops the child and the
-    child's child all the same."""
+    child's child all the same. Both are killed: the next child's new warden takes the
+    children started before it on its roll."""
     script = tmp_path / "parent.py"
     script.write_text(STANDBY_SCRIPT)
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL)
+    args = ["replace"] if killed == "both" else []
+    parent = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                              stdin=subprocess.PIPE)
     procs: list[psutil.Process] = []
     try:
-        assert parent.stdout is not None
-        ready = select_line(parent.stdout)
-        warden, child, grandchild = (int(word) for word in ready.split())
+        assert parent.stdout is not None and parent.stdin is not None
+        warden, standby, child, grandchild = (int(word) for word in
+                                              select_line(parent.stdout).split())
         procs = [psutil.Process(child), psutil.Process(grandchild)]
-        os.kill(warden, signal.SIGKILL)
-        assert wait_ended(psutil.Process(warden), WAIT)
+        for pid in (warden, standby) if killed == "both" else (warden,):
+            os.kill(pid, signal.SIGKILL)
+            assert wait_ended(psutil.Process(pid), WAIT)
+        if killed == "both":
+            parent.stdin.write(b"go\n")
+            parent.stdin.flush()
+            assert int(select_line(parent.stdout)) not in (warden, standby)
     finally:
         parent.kill()
         parent.wait(WAIT)
-        if parent.stdout is not None:
-            parent.stdout.close()
+        for stream in (parent.stdout, parent.stdin):
+            if stream is not None:
+                stream.close()
     left = [proc for proc in procs if not wait_ended(proc, WAIT)]
     for proc in left:
         proc.kill()

@@ -166,8 +166,9 @@ def pipe_for_child() -> Optional[int]:
     warden = _warden
     if warden is not None and warden.owner == os.getpid() and warden.alive():
         return warden.pipe
-    if warden is not None and warden.owner == os.getpid():
-        warden.close()  # it died (someone killed it): start another
+    replacing = warden is not None and warden.owner == os.getpid()
+    if warden is not None and replacing:
+        warden.close()  # it and its standby died (someone killed them): start another
     _warden = None
     if _unavailable:
         return None
@@ -179,7 +180,21 @@ def pipe_for_child() -> Optional[int]:
     if _warden is None:
         _unavailable = True  # it could not start here: do not pay for trying again
         return None
+    if replacing:
+        _enlist_live_children(_warden.pipe)
     return _warden.pipe
+
+
+def _enlist_live_children(pipe: int) -> None:
+    """The children that the dead warden watched, on the new one's roll (the pid of a
+    child not reaped yet names that child)."""
+    from .handle import live_pids  # here: only a replacement needs it
+
+    lines = b"".join(b"%d\n" % pid for pid in live_pids())
+    try:
+        os.write(pipe, lines)
+    except OSError:
+        pass
 
 
 def own_fds() -> set[int]:
