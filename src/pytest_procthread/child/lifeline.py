@@ -24,6 +24,7 @@ from .spec import FdRef
 LIFELINE_EXIT_CODE = 70  # EX_SOFTWARE: our own "parent is gone" exit
 
 TREE_VAR = "PROCTHREAD_TREE"
+_TREE_VAR = TREE_VAR.encode()  # bytes: putenv() in a fork child then encodes nothing
 # The tokens of the sessions whose warden must find this process's descendants, however
 # they leave the tree (see child.warden_program); set in the test process before a child
 # starts, so that a fork child only hands the bytes to putenv().
@@ -84,7 +85,7 @@ def mark_tree(mark: bytes) -> None:
     code in the child sees the environment it would see without isolation."""
     if mark:
         try:
-            os.putenv(TREE_VAR, mark)
+            os.putenv(_TREE_VAR, mark)
         except (OSError, ValueError):
             pass
 
