@@ -57,10 +57,11 @@ def test_the_warden_is_not_a_child_of_the_test_process(fork_runner: ProcessRunne
 
 def test_a_killed_warden_is_replaced(fork_runner: ProcessRunner) -> None:
     fork_runner.run(os.getpid).unwrap()
-    first = wardens.warden_pid()
-    assert first is not None
-    os.kill(first, signal.SIGKILL)
-    assert wait_ended(psutil.Process(first), WAIT)
+    first, standby = wardens.warden_pid(), wardens.standby_pid()
+    assert first is not None and standby is not None
+    for pid in (first, standby):  # the standby alone would go on in the warden's place
+        os.kill(pid, signal.SIGKILL)
+        assert wait_ended(psutil.Process(pid), WAIT)
     outcome = fork_runner.run(threads_here)
     assert outcome.unwrap() == (1, 1)
     second = wardens.warden_pid()
@@ -144,3 +145,128 @@ def test_started_with_the_session_under_isolated(pytester: pytest.Pytester, test
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*warden on its way: True*", "*warden settled: True*"])
     result.stdout.no_fnmatch_line("*left behind*")
+
+
+def tree_mark_of_a_grandchild() -> tuple[str, bool]:
+    """What a process this child starts finds in PROCTHREAD_TREE, and whether the child's
+    own os.environ shows it (it must not: the child sees the environment it would see
+    without isolation)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('PROCTHREAD_TREE', ''))"],
+        capture_output=True, text=True, timeout=WAIT, check=True,
+    ).stdout.strip()
+    return out, "PROCTHREAD_TREE" in os.environ
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_descendants_carry_the_session_token(isolated_process: ProcessRunner, method: str) -> None:
+    runner = isolated_process.options(start_method=method, timeout=WAIT)
+    mark, in_environ = runner.run(tree_mark_of_a_grandchild).unwrap()
+    assert wardens.tree_token() in mark.split()
+    assert not in_environ or "PROCTHREAD_TREE" in os.environ
+
+
+def test_the_warden_finds_processes_by_their_token() -> None:
+    from pytest_procthread.child import warden_program
+
+    token = f"test-{os.getpid()}-{os.urandom(4).hex()}"
+    env = {**os.environ, "PROCTHREAD_TREE": f"outer {token}"}
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                             env={**os.environ, "PROCTHREAD_TREE": f"{token}x"})
+    try:
+        found = warden_program.marked(token.encode())
+        try:
+            pids = {pid_of(fd) for fd in found}
+        finally:
+            for fd in found:
+                os.close(fd)
+        assert stray.pid in pids and other.pid not in pids
+        warden_program.stop_marked(token.encode())
+        assert stray.wait(WAIT) == -signal.SIGKILL
+        assert other.poll() is None
+    finally:
+        for proc in (stray, other):
+            proc.kill()
+            proc.wait(WAIT)
+
+
+def pid_of(pidfd: int) -> int:
+    with open(f"/proc/self/fdinfo/{pidfd}") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pid:"))
+
+
+STANDBY_SCRIPT = """
+import os, subprocess, sys, time
+from pytest_procthread.process import ProcessRunner
+from pytest_procthread.process import warden as wardens
+
+def child(ready):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    os.write(ready, b"%d %d\\n" % (os.getpid(), sleeper.pid))
+    time.sleep(600)
+
+runner = ProcessRunner("fork", 600.0)
+ready_r, ready_w = os.pipe()
+runner.start(child, ready_w)
+os.close(ready_w)
+with os.fdopen(ready_r) as f:
+    kids = f.readline().split()
+print(wardens.warden_pid(), wardens.standby_pid(), *kids, flush=True)
+if sys.argv[1:] == ["replace"]:  # once both are killed: a new child, a new warden
+    sys.stdin.readline()
+    runner.run(os.getpid)
+    print(wardens.warden_pid(), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("killed", ["warden", "both"])
+def test_children_outlive_no_killed_warden(tmp_path, killed: str) -> None:
+    """The warden is killed, then its test process: its standby stops the child and the
+    child's child all the same. Both are killed: the next child's new warden takes the
+    children started before it on its roll."""
+    script = tmp_path / "parent.py"
+    script.write_text(STANDBY_SCRIPT)
+    args = ["replace"] if killed == "both" else []
+    parent = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                              stdin=subprocess.PIPE)
+    procs: list[psutil.Process] = []
+    try:
+        assert parent.stdout is not None and parent.stdin is not None
+        warden, standby, child, grandchild = (int(word) for word in
+                                              select_line(parent.stdout).split())
+        procs = [psutil.Process(child), psutil.Process(grandchild)]
+        for pid in (warden, standby) if killed == "both" else (warden,):
+            os.kill(pid, signal.SIGKILL)
+            assert wait_ended(psutil.Process(pid), WAIT)
+        if killed == "both":
+            parent.stdin.write(b"go\n")
+            parent.stdin.flush()
+            assert int(select_line(parent.stdout)) not in (warden, standby)
+    finally:
+        parent.kill()
+        parent.wait(WAIT)
+        for stream in (parent.stdout, parent.stdin):
+            if stream is not None:
+                stream.close()
+    left = [proc for proc in procs if not wait_ended(proc, WAIT)]
+    for proc in left:
+        proc.kill()
+    assert not left, f"outlived their test process and its warden: {left}"
+
+
+def select_line(stream: object) -> str:
+    """One line from the pipe ``stream``, within WAIT seconds."""
+    import select
+
+    fd = stream.fileno()  # type: ignore[attr-defined]
+    data = b""
+    while not data.endswith(b"\n"):
+        if not select.select([fd], [], [], WAIT)[0]:
+            raise TimeoutError(f"no complete line within {WAIT} s (got {data!r})")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise EOFError(f"closed before a complete line (got {data!r})")
+        data += chunk
+    return data.decode()

@@ -23,6 +23,13 @@ from .spec import FdRef
 
 LIFELINE_EXIT_CODE = 70  # EX_SOFTWARE: our own "parent is gone" exit
 
+TREE_VAR = "PROCTHREAD_TREE"
+_TREE_VAR = TREE_VAR.encode()  # bytes: putenv() in a fork child then encodes nothing
+# The tokens of the sessions whose warden must find this process's descendants, however
+# they leave the tree (see child.warden_program); set in the test process before a child
+# starts, so that a fork child only hands the bytes to putenv().
+_tree_mark = b""
+
 # Lifeline watchers started in this process: (the process, how many). A fork child
 # inherits the count of its parent, whose threads it does not have.
 _watchers = (0, 0)
@@ -62,11 +69,39 @@ def watch(conn: Any) -> None:
     end_with_parent()
 
 
-def start_watcher(conn: Any) -> None:
+def set_tree_mark(mark: str) -> None:
+    """In the test process: the value of ``TREE_VAR`` its children pass on."""
+    global _tree_mark
+    _tree_mark = mark.encode()
+
+
+def tree_mark() -> str:
+    return _tree_mark.decode()
+
+
+def mark_tree(mark: bytes) -> None:
+    """Put ``mark`` in the environment this process's own children inherit. ``putenv``
+    alone (not ``os.environ``): a fork child then writes to no dict of the parent's, and
+    code in the child sees the environment it would see without isolation."""
+    if mark:
+        try:
+            os.putenv(_TREE_VAR, mark)
+        except (OSError, ValueError):
+            pass
+
+
+def start_watcher(conn: Any, outside: Optional[tuple[Any, str]] = None) -> None:
     """Watch the lifeline ``conn`` (an FdRef, or a Connection on Windows) from a bare OS
     thread: ``threading`` does not list it, so code in the child sees the threads it
-    would see without isolation, and it starts without waiting for the new thread."""
+    would see without isolation, and it starts without waiting for the new thread.
+
+    ``outside``: the warden's pipe and the tree mark, for a spawn or forkserver child,
+    which also enlists with the warden: a thread cannot end a process stuck in C code
+    that holds the GIL, the warden can."""
     global _watchers
+    if outside is not None:
+        mark_tree(outside[1].encode())
+        enlist(outside[0].fd)
     _thread.start_new_thread(watch, (conn,))
     pid = os.getpid()
     _watchers = (pid, (_watchers[1] if _watchers[0] == pid else 0) + 1)
@@ -113,6 +148,8 @@ def enlist(pipe: int) -> bool:
         os.write(pipe, b"%d\n" % os.getpid())
     except OSError:
         return False
+    else:
+        mark_tree(_tree_mark)  # the warden that looks for the mark hears of this child
     finally:
         try:
             os.close(pipe)

@@ -45,7 +45,7 @@ def child_main(spec: ChildSpec) -> None:
         if os.getppid() != spec.warden[1]:  # gone before the warden could know of this child
             end_with_parent()
     elif spec.lifeline_conn is not None:  # None: the kernel ends it with its parent
-        start_watcher(spec.lifeline_conn)
+        start_watcher(spec.lifeline_conn, spec.outside)
     try:
         fn, args, kwargs = (spec.direct_call if spec.direct_call is not None
                             else pickling.loads(spec.payload, spec.externals))

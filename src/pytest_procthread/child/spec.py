@@ -17,8 +17,8 @@ class ChildSpec:
 
     __slots__ = (
         "capture_fds", "cores_off", "direct_call", "externals", "lifeline_conn", "name",
-        "payload", "result_conn", "start_method", "stderr_path", "stdout_path", "timeout",
-        "warden",
+        "outside", "payload", "result_conn", "start_method", "stderr_path", "stdout_path",
+        "timeout", "warden",
     )
 
     def __init__(
@@ -43,6 +43,9 @@ class ChildSpec:
         # Under fork: the parent lowered the core limit for the fork, so the child starts
         # with core dumps off and need not turn them off itself.
         cores_off: bool = False,
+        # Under spawn and forkserver on Linux: the warden's pipe (an FdRef) and the tree
+        # mark; the child enlists there as well as watching its lifeline.
+        outside: Optional[tuple[FdRef, str]] = None,
     ) -> None:
         self.name = name
         self.start_method = start_method
@@ -57,6 +60,7 @@ class ChildSpec:
         self.capture_fds = capture_fds
         self.warden = warden
         self.cores_off = cores_off
+        self.outside = outside
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in sorted(self.__slots__))

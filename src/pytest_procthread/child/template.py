@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 
 from . import fdguard, rewrite, stdio
 from .forkhooks import fork_without_lock_hooks
-from .lifeline import death_signal_arming
+from .lifeline import death_signal_arming, enlist, mark_tree
 from .main import child_main
 from .mpstate import live_and_exit
 from .spec import ChildSpec, FdRef
@@ -42,10 +42,15 @@ from .spec import ChildSpec, FdRef
 Job = dict[str, Any]
 
 
-def serve(conn: Any, lifeline: Any, log_path: str, preload: tuple[str, ...] = ()) -> None:
+def serve(conn: Any, lifeline: Any, log_path: str, preload: tuple[str, ...] = (),
+          outside: Optional[tuple[FdRef, str]] = None) -> None:
     """Main loop of a template process: one job at a time until the lifeline ends.
-    ``preload``: modules every job's children need, imported before the first job."""
+    ``preload``: modules every job's children need, imported before the first job.
+    ``outside``: the warden's pipe and the tree mark (see ``process.warden``)."""
     _quiet(log_path)
+    if outside is not None:
+        mark_tree(outside[1].encode())
+        enlist(outside[0].fd)
     if hasattr(signal, "SIGINT"):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the test process
     fdguard.keep_in_parent(conn.fileno())  # forked children must not hold it

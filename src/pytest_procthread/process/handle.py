@@ -246,6 +246,12 @@ def track(handle: ProcessHandle) -> None:
         _atexit_registered = True
 
 
+def live_pids() -> list[int]:
+    """The pids of this process's children that have not ended yet (for a new warden)."""
+    return [handle.pid for handle in list(_live_handles)
+            if handle.pid and not handle.finished and handle.is_alive()]
+
+
 def untrack(handle: ProcessHandle) -> None:
     _live_handles.discard(handle)
 

@@ -14,10 +14,12 @@ import sys
 from typing import Any, Optional
 
 from ..child import fdguard
+from ..child.lifeline import tree_mark
 from ..child.main import child_main
 from ..child.spec import ChildSpec, FdRef
 from ..errors import NotPicklableError
 from .launch import Launched, LaunchRequest
+from .warden import pipe_for_child
 
 # Imported once by a forkserver server rather than by each of its children: our child's
 # entry point, and ctypes (which the child uses to unbuffer C stdio).
@@ -68,12 +70,14 @@ def start_with_multiprocessing(request: LaunchRequest) -> Launched:
     lifeline_r, lifeline_w = ctx.Pipe(duplex=False)
     fdguard.keep_in_parent(lifeline_w.fileno())
     windows = sys.platform == "win32"
+    warden_pipe = None if windows else pipe_for_child()
     spec = ChildSpec(
         name=request.name, start_method=method,
         result_conn=result_w if windows else FdRef(result_w.fileno()),
         lifeline_conn=lifeline_r if windows else FdRef(lifeline_r.fileno()),
         stdout_path=out.path, stderr_path=err.path, timeout=request.timeout,
         payload=request.payload, externals=request.externals,
+        outside=None if warden_pipe is None else (FdRef(warden_pipe), tree_mark()),
     )
     try:
         process = ctx.Process(target=child_main, args=(spec,), name=f"procthread:{request.name}")

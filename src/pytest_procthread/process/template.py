@@ -30,9 +30,12 @@ import time
 from typing import Any, Optional
 
 from ..child import fdguard
+from ..child.lifeline import tree_mark
+from ..child.spec import FdRef
 from ..child.template import serve
 from .launch import ChildProcess, Launched, LaunchRequest, NoChild, reap_exiting
 from .proctree import descendants, stop_processes
+from .warden import pipe_for_child
 
 TEMPLATE_DIED = (
     "the warm template process that started this child died, so its exit status is "
@@ -183,8 +186,13 @@ class _Template:
             fdguard.keep_in_parent(conn.fileno())
         fd, self.log_path = tempfile.mkstemp(prefix="procthread-template-", suffix=".log")
         os.close(fd)
+        # The template enlists with the warden and marks its tree: its children's own
+        # children are found by the mark once the test process is gone, however they left
+        # the tree (the template kills only its child).
+        warden_pipe = pipe_for_child()
+        outside = None if warden_pipe is None else (FdRef(warden_pipe), tree_mark())
         self.process = ctx.Process(
-            target=serve, args=(their_conn, lifeline_r, self.log_path, preload),
+            target=serve, args=(their_conn, lifeline_r, self.log_path, preload, outside),
             name=f"procthread:template-{method}",
         )
         try:

@@ -9,6 +9,14 @@ children do. A fork child instead writes its pid into the warden's pipe as it st
 cost of a fork child, and showed in the child's thread count (figures in
 benchmarks/README.md).
 
+Spawn and forkserver children enlist too, and keep their watcher thread: a child stuck
+in C code that holds the GIL (a catastrophic regex) never runs that thread, and only a
+process outside it can stop it. Every child also marks the environment that its own
+children inherit with this process's token (``child.lifeline.mark_tree``): the warden
+then finds the processes that left the tree (``setsid``, a double fork) by that mark.
+A warden killed alone leaves its standby, which has a copy of every enlistment (see
+``child.warden_program``); this process replaces the pair once both are gone.
+
 The warden runs ``child/warden_program.py`` with ``python -I -S``. It is started through
 a double fork, so it is never among the test process's children, once per process: at
 session start under ``--isolated`` with fork (:func:`start_soon`, so that its start-up
@@ -25,26 +33,30 @@ import signal
 import sys
 from typing import Any, Optional
 
-from ..child import warden_program
+from ..child import lifeline, warden_program
 from .proctree import pidfd_works
 
 START_WAIT = 10.0  # the first stage only forks; a bound, never reached in practice
 
 
 class _Warden:
-    def __init__(self, pid: int, pidfd: int, pipe: int) -> None:
+    def __init__(self, pid: int, pidfd: int, pipe: int, standby: int) -> None:
         self.owner = os.getpid()
         self.pid = pid
         self.pidfd = pidfd
         self.pipe = pipe
+        self.standby = standby  # the standby's pidfd
 
     def alive(self) -> bool:
+        """Whether the warden or its standby still reads the pipe (either one suffices;
+        closing the pipe while one reads would make it stop every child)."""
         poller = select.poll()
         poller.register(self.pidfd, select.POLLIN)
-        return not poller.poll(0)
+        poller.register(self.standby, select.POLLIN)
+        return len(poller.poll(0)) < 2
 
     def close(self) -> None:
-        for fd in (self.pipe, self.pidfd):
+        for fd in (self.pipe, self.pidfd, self.standby):
             try:
                 os.close(fd)
             except OSError:
@@ -87,15 +99,32 @@ def _supported() -> bool:
             and pidfd_works())
 
 
+def tree_token() -> str:
+    """This process's token, which its children's descendants carry in their environment
+    (``PROCTHREAD_TREE``); made once per process, so a replaced warden finds what the
+    children started under the one before it."""
+    global _token
+    if _token[0] != os.getpid():
+        _token = (os.getpid(), f"{os.getpid()}-{os.urandom(8).hex()}")
+    return _token[1]
+
+
+_token = (0, "")
+
+
 def _launch() -> Optional[tuple[Any, int]]:
     """Start the warden's first stage; the stage and the write end of the warden's pipe."""
     import subprocess  # here: only the test process starts a warden
 
+    token = tree_token()
+    # A test process that is itself the child of another session keeps that one's token:
+    # its children are that session's descendants as well.
+    lifeline.set_tree_mark(f"{os.environ.get('PROCTHREAD_TREE', '')} {token}".strip())
     read_end, write_end = os.pipe()
     try:
         stage = subprocess.Popen(
             [sys.executable, "-I", "-S", warden_program.__file__, str(read_end),
-             str(os.getpid())],
+             str(os.getpid()), token],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             pass_fds=(read_end,), start_new_session=True,
         )
@@ -113,14 +142,19 @@ def _finish(stage: Any, write_end: int) -> Optional[_Warden]:
 
     try:
         out, _ = stage.communicate(timeout=START_WAIT)
-        pid = int(out.split()[0])
+        pid, standby = (int(word) for word in out.split()[:2])
         pidfd = os.pidfd_open(pid)
+        try:
+            standby_fd = os.pidfd_open(standby)
+        except OSError:
+            os.close(pidfd)
+            raise
     except (subprocess.TimeoutExpired, ValueError, IndexError, OSError):
         stage.kill()
         stage.wait()
         os.close(write_end)
         return None
-    return _Warden(pid, pidfd, write_end)
+    return _Warden(pid, pidfd, write_end, standby_fd)
 
 
 def pipe_for_child() -> Optional[int]:
@@ -132,8 +166,9 @@ def pipe_for_child() -> Optional[int]:
     warden = _warden
     if warden is not None and warden.owner == os.getpid() and warden.alive():
         return warden.pipe
-    if warden is not None and warden.owner == os.getpid():
-        warden.close()  # it died (someone killed it): start another
+    replacing = warden is not None and warden.owner == os.getpid()
+    if warden is not None and replacing:
+        warden.close()  # it and its standby died (someone killed them): start another
     _warden = None
     if _unavailable:
         return None
@@ -145,7 +180,21 @@ def pipe_for_child() -> Optional[int]:
     if _warden is None:
         _unavailable = True  # it could not start here: do not pay for trying again
         return None
+    if replacing:
+        _enlist_live_children(_warden.pipe)
     return _warden.pipe
+
+
+def _enlist_live_children(pipe: int) -> None:
+    """The children that the dead warden watched, on the new one's roll (the pid of a
+    child not reaped yet names that child)."""
+    from .handle import live_pids  # here: only a replacement needs it
+
+    lines = b"".join(b"%d\n" % pid for pid in live_pids())
+    try:
+        os.write(pipe, lines)
+    except OSError:
+        pass
 
 
 def own_fds() -> set[int]:
@@ -153,9 +202,24 @@ def own_fds() -> set[int]:
     warden = _warden
     if warden is None or warden.owner != os.getpid():
         return set()
-    return {warden.pipe, warden.pidfd}
+    return {warden.pipe, warden.pidfd, warden.standby}
 
 
 def warden_pid() -> Optional[int]:
     warden = _warden
     return None if warden is None or warden.owner != os.getpid() else warden.pid
+
+
+def standby_pid() -> Optional[int]:
+    """The standby's pid (see ``child.warden_program``), for tests."""
+    warden = _warden
+    if warden is None or warden.owner != os.getpid():
+        return None
+    try:
+        with open(f"/proc/self/fdinfo/{warden.standby}") as f:
+            for line in f:
+                if line.startswith("Pid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
