@@ -7,7 +7,10 @@ more), a few milliseconds in every spawn and forkserver child.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from .coverage import CoveragePlan
 
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
@@ -16,9 +19,9 @@ class ChildSpec:
     """Everything the child needs, small and picklable by multiprocessing."""
 
     __slots__ = (
-        "capture_fds", "cores_off", "direct_call", "externals", "lifeline_conn", "name",
-        "payload", "result_conn", "start_method", "stderr_path", "stdout_path", "timeout",
-        "warden",
+        "capture_fds", "cores_off", "coverage", "direct_call", "externals", "lifeline_conn",
+        "name", "payload", "result_conn", "start_method", "stderr_path", "stdout_path",
+        "timeout", "warden",
     )
 
     def __init__(
@@ -43,6 +46,8 @@ class ChildSpec:
         # Under fork: the parent lowered the core limit for the fork, so the child starts
         # with core dumps off and need not turn them off itself.
         cores_off: bool = False,
+        # When coverage.py measures the test process: how the child measures itself.
+        coverage: Optional[CoveragePlan] = None,
     ) -> None:
         self.name = name
         self.start_method = start_method
@@ -57,6 +62,7 @@ class ChildSpec:
         self.capture_fds = capture_fds
         self.warden = warden
         self.cores_off = cores_off
+        self.coverage = coverage
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in sorted(self.__slots__))
