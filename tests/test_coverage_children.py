@@ -82,7 +82,12 @@ FAULTY = """\
 from pytest_procthread import faults
 
 
-def then_hang():
+def then_hang(end):
+    end.send("hanging")
+    faults.hang()
+
+
+def then_hang_alone():
     hung = True
     faults.hang()
 
@@ -101,16 +106,15 @@ def then_segfault():
     faulting = True
     faults.segfault()
 """
-HANG, EXIT, ABORT, SEGFAULT = "5-6", "10-11", "15-16", "20-21"
+HANG, HANG_ALONE, EXIT, ABORT, SEGFAULT = "5-6", "10-11", "15-16", "20-21", "25-26"
 TEST_FAULTY = """\
-import pytest
-
 from pkg import faulty
 
 
-def test_timeout(isolated_process):
-    outcome = isolated_process.options(timeout=1).run(faulty.then_hang)
-    assert outcome.timed_out
+def test_timeout(isolated_process, ipc_pipe):
+    child = isolated_process.start(faulty.then_hang, ipc_pipe.child)
+    assert ipc_pipe.parent.recv(timeout=60) == "hanging"
+    assert child.join(timeout=0.1).timed_out  # stopped as at its timeout: SIGTERM first
 
 
 def test_os_exit(isolated_process):
@@ -124,6 +128,18 @@ def test_abort(isolated_process):
 def test_segfault(isolated_process):
     assert isolated_process.run(faulty.then_segfault).crashed
 """
+TEST_ISOLATED_HANG = """\
+import pytest
+
+from pkg import faulty
+
+
+# Long enough for the body to get to its first line under load; it then hangs.
+@pytest.mark.isolated(timeout=3)
+def test_isolated_timeout():
+    faulty.then_hang_alone()
+"""
+
 # A child that forks a multiprocessing child of its own: that one saves the child's
 # measurement at its os._exit, into a file of its own (not the child's).
 FORKS = """\
@@ -146,16 +162,6 @@ from pkg import forks
 
 def test_forks(isolated_process):
     assert isolated_process.run(forks.fork_one).value == 0
-"""
-TEST_ISOLATED_HANG = """\
-import pytest
-
-from pkg import faulty
-
-
-@pytest.mark.isolated(timeout=1)
-def test_isolated_timeout():
-    faulty.then_hang()
 """
 
 pytest_cov = pytest.mark.skipif(
@@ -296,7 +302,13 @@ def test_coverage_run_with_xdist_counts_what_children_ran(
 # -- children that end badly ---------------------------------------------------------------
 
 
+NO_SIGTERM = pytest.mark.skipif(
+    sys.platform == "win32", reason="no SIGTERM at a timeout on Windows: the child is killed"
+)
+
+
 @pytest_cov
+@NO_SIGTERM
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_what_is_kept_of_children_that_end_badly(project: pytest.Pytester, method: str) -> None:
     """Kept: a child stopped at its timeout (SIGTERM), one that calls os._exit. Lost: one
@@ -306,10 +318,11 @@ def test_what_is_kept_of_children_that_end_badly(project: pytest.Pytester, metho
         f"--procthread-start-method={method}", "test_faulty.py", timeout=INNER_RUN_LIMIT,
     )
     result.assert_outcomes(passed=4)
-    assert missing_lines(result.stdout.str(), "faulty") == f"{ABORT}, {SEGFAULT}"
+    assert missing_lines(result.stdout.str(), "faulty") == f"{HANG_ALONE}, {ABORT}, {SEGFAULT}"
 
 
 @pytest_cov
+@NO_SIGTERM
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_an_isolated_test_at_its_timeout_keeps_its_data(
     project: pytest.Pytester, method: str
@@ -320,8 +333,9 @@ def test_an_isolated_test_at_its_timeout_keeps_its_data(
         timeout=INNER_RUN_LIMIT,
     )
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*no result after 1 s*"])
-    assert missing_lines(result.stdout.str(), "faulty") == f"{EXIT}, {ABORT}, {SEGFAULT}"
+    result.stdout.fnmatch_lines(["*no result after 3 s*"])
+    assert missing_lines(result.stdout.str(), "faulty") == (
+        f"{HANG}, {EXIT}, {ABORT}, {SEGFAULT}")
 
 
 # -- this process's side --------------------------------------------------------------------

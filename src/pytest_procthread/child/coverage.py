@@ -42,9 +42,10 @@ _exit_before: Optional[Callable[[int], NoReturn]] = None
 
 class CoveragePlan:
     """What a child needs to measure itself as the test process is measured: coverage's
-    configuration (``CoverageConfig.serialize()``), the absolute base name of the test
-    process's data file, and the tag of that process's children's data files, which are
-    named ``<data file>.<tag>.<host>.pid<pid>.X<random>x`` (then ``.H<hash>h``)."""
+    configuration (``CoverageConfig.serialize()`` as a ``config_file`` of the form
+    ``:data:<serialized>``), the absolute base name of the test process's data file, and
+    the tag of that process's children's data files, which are named
+    ``<data file>.<tag>.<host>.pid<pid>.X<random>x`` (then ``.H<hash>h``)."""
 
     __slots__ = ("config", "data_file", "tag")
 
@@ -68,7 +69,7 @@ class CoveragePlan:
             if inherited is not None:
                 _stop_inherited(inherited)
             # data_suffix=True: coverage names the file for the process that saves it.
-            cov = module.Coverage(config_file=":data:" + self.config, data_suffix=True)
+            cov = module.Coverage(config_file=self.config, data_suffix=True)
             cov.set_option("run:data_file", f"{self.data_file}.{self.tag}")
             cov.set_option("run:sigterm", True)
             cov.set_option("run:patch", sorted({*cov.get_option("run:patch"), "_exit"}))

@@ -39,11 +39,15 @@ def plan_for_child() -> Optional[CoveragePlan]:
         made = _made if _made is not None and _made[0] is cov else measuring()
         if made is not None and made[0] is cov:
             return made[1]
+        # The configuration as coverage hands it to a subprocess of its own: serialized,
+        # and given as a config_file behind this prefix (both from coverage 7.10.3 on).
         serialize = getattr(getattr(cov, "config", None), "serialize", None)
-        if serialize is None:  # coverage before 7.10.3 cannot hand its configuration over
+        prefix = getattr(sys.modules.get("coverage.control"), "CONFIG_DATA_PREFIX", None)
+        if serialize is None or not isinstance(prefix, str):  # an older coverage
             return None
         host = socket.gethostname().replace(".", "_")
-        plan = CoveragePlan(serialize(), data_file_of(cov), f"procthread-{host}-{os.getpid()}")
+        plan = CoveragePlan(prefix + serialize(), data_file_of(cov),
+                            f"procthread-{host}-{os.getpid()}")
     except Exception:  # an unexpected coverage: its children go unmeasured, as before
         return None
     _made = (cov, plan)
