@@ -6,6 +6,9 @@
 4. the lifeline: enlisted with the warden, or watched (``lifeline``);
 5. the call: inherited (fork) or unpickled (``wire.pickling``);
 6. the result record, framed on the result pipe or file (``wire.result``).
+
+When coverage.py measures the test process, the child measures itself from step 3 to the
+end (``coverage``).
 """
 
 from __future__ import annotations
@@ -40,30 +43,37 @@ def child_main(spec: ChildSpec) -> None:
         spec.stdout_path, spec.stderr_path, spec.capture_fds,
         inherited_streams() if spec.direct_call is not None else None,
     )
-    install_crash_handlers(spec.timeout, spec.cores_off)
-    if spec.warden is not None and enlist(spec.warden[0]):
-        if os.getppid() != spec.warden[1]:  # gone before the warden could know of this child
-            end_with_parent()
-    elif spec.lifeline_conn is not None:  # None: the kernel ends it with its parent
-        start_watcher(spec.lifeline_conn, spec.outside)
+    measured = spec.coverage  # None unless coverage.py measures the test process
+    if measured is not None:  # before the crash handlers: see child.coverage
+        measured.begin()
     try:
-        fn, args, kwargs = (spec.direct_call if spec.direct_call is not None
-                            else pickling.loads(spec.payload, spec.externals))
-    except BaseException as exc:
-        _send(spec.result_conn, _unpickling_failed(spec, exc))
-        raise SystemExit(1) from None
-    try:
-        value = fn(*args, **kwargs)
-    except BaseException as exc:
-        code = exc.code if isinstance(exc, SystemExit) else 1
-        _send(spec.result_conn, _raised(exc))
+        install_crash_handlers(spec.timeout, spec.cores_off)
+        if spec.warden is not None and enlist(spec.warden[0]):
+            if os.getppid() != spec.warden[1]:  # gone before the warden could know of it
+                end_with_parent()
+        elif spec.lifeline_conn is not None:  # None: the kernel ends it with its parent
+            start_watcher(spec.lifeline_conn, spec.outside)
+        try:
+            fn, args, kwargs = (spec.direct_call if spec.direct_call is not None
+                                else pickling.loads(spec.payload, spec.externals))
+        except BaseException as exc:
+            _send(spec.result_conn, _unpickling_failed(spec, exc))
+            raise SystemExit(1) from None
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException as exc:
+            code = exc.code if isinstance(exc, SystemExit) else 1
+            _send(spec.result_conn, _raised(exc))
+            flush()
+            raise SystemExit(code if isinstance(code, int) else 1) from None
+        if value is None:  # most targets: a frame made once, at import
+            _send_bytes(spec.result_conn, RETURNED_NONE, RETURNED_NONE_FRAMED)
+        else:
+            _send(spec.result_conn, result.returned(value))
         flush()
-        raise SystemExit(code if isinstance(code, int) else 1) from None
-    if value is None:  # most targets: a frame made once, at import
-        _send_bytes(spec.result_conn, RETURNED_NONE, RETURNED_NONE_FRAMED)
-    else:
-        _send(spec.result_conn, result.returned(value))
-    flush()
+    finally:
+        if measured is not None:  # before the child says it is done and exits
+            measured.finish()
 
 
 def _raised(exc: BaseException) -> result.Record:

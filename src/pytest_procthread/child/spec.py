@@ -7,7 +7,10 @@ more), a few milliseconds in every spawn and forkserver child.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from .coverage import CoveragePlan
 
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
@@ -16,9 +19,9 @@ class ChildSpec:
     """Everything the child needs, small and picklable by multiprocessing."""
 
     __slots__ = (
-        "capture_fds", "cores_off", "direct_call", "externals", "lifeline_conn", "name",
-        "outside", "payload", "result_conn", "start_method", "stderr_path", "stdout_path",
-        "timeout", "warden",
+        "capture_fds", "cores_off", "coverage", "direct_call", "externals", "lifeline_conn",
+        "name", "outside", "payload", "result_conn", "start_method", "stderr_path",
+        "stdout_path", "timeout", "warden",
     )
 
     def __init__(
@@ -46,6 +49,8 @@ class ChildSpec:
         # Under spawn and forkserver on Linux: the warden's pipe (an FdRef) and the tree
         # mark; the child enlists there as well as watching its lifeline.
         outside: Optional[tuple[FdRef, str]] = None,
+        # When coverage.py measures the test process: how the child measures itself.
+        coverage: Optional[CoveragePlan] = None,
     ) -> None:
         self.name = name
         self.start_method = start_method
@@ -61,6 +66,7 @@ class ChildSpec:
         self.warden = warden
         self.cores_off = cores_off
         self.outside = outside
+        self.coverage = coverage
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in sorted(self.__slots__))

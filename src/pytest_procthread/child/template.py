@@ -94,7 +94,7 @@ def _spec(job: Job, result_fd: int, lifeline: Any) -> ChildSpec:
         name=job["name"], start_method=job["start_method"], result_conn=FdRef(result_fd),
         lifeline_conn=FdRef(lifeline.fileno()), stdout_path=job["stdout_path"],
         stderr_path=job["stderr_path"], timeout=job["timeout"], payload=job["payload"],
-        cores_off=True,
+        cores_off=True, coverage=job.get("coverage"),
     )
 
 

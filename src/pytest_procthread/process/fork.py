@@ -71,6 +71,7 @@ def start_forked(request: LaunchRequest) -> Launched:
         direct_call=(request.fn, request.args, request.kwargs),
         capture_fds=None if out.fd is None or err.fd is None else (out.fd, err.fd),
         warden=None if warden_pipe is None else (warden_pipe, os.getpid()),
+        coverage=request.coverage,
     )
     # Under --isolated (warm) the child is a test body, not a multiprocessing child.
     identity = (None if request.warm or lifeline_r is None

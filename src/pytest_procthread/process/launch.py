@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Protocol
 
+from ..child.coverage import CoveragePlan
 from .capture import Capture
 
 FORK = "fork"
@@ -84,13 +85,14 @@ class NoChild:
 class LaunchRequest:
     """What a start path is given: the call, its settings, and the output files."""
 
-    __slots__ = ("args", "captures", "externals", "fn", "kwargs", "name", "payload",
-                 "start_method", "timeout", "warm")
+    __slots__ = ("args", "captures", "coverage", "externals", "fn", "kwargs", "name",
+                 "payload", "start_method", "timeout", "warm")
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str,
         start_method: str, timeout: float, warm: bool, captures: tuple[Capture, Capture],
         payload: bytes = b"", externals: Optional[list[Any]] = None,
+        coverage: Optional[CoveragePlan] = None,
     ) -> None:
         self.fn, self.args, self.kwargs, self.name = fn, args, kwargs, name
         self.start_method, self.timeout, self.warm = start_method, timeout, warm
@@ -99,6 +101,7 @@ class LaunchRequest:
         # for multiprocessing to hand over (see wire.pickling).
         self.payload = payload
         self.externals: list[Any] = [] if externals is None else externals
+        self.coverage = coverage  # how the child measures itself, if coverage measures us
 
 
 class Launched:

@@ -64,7 +64,7 @@ def start_with_multiprocessing(request: LaunchRequest) -> Launched:
     method = request.start_method
     ctx: Any = multiprocessing.get_context(method)
     if method == "forkserver":
-        _preload_in_forkserver(ctx)
+        _preload_in_forkserver(ctx, measured=request.coverage is not None)
     out, err = request.captures
     result_r, result_w = ctx.Pipe(duplex=False)
     lifeline_r, lifeline_w = ctx.Pipe(duplex=False)
@@ -76,7 +76,7 @@ def start_with_multiprocessing(request: LaunchRequest) -> Launched:
         result_conn=result_w if windows else FdRef(result_w.fileno()),
         lifeline_conn=lifeline_r if windows else FdRef(lifeline_r.fileno()),
         stdout_path=out.path, stderr_path=err.path, timeout=request.timeout,
-        payload=request.payload, externals=request.externals,
+        payload=request.payload, externals=request.externals, coverage=request.coverage,
         outside=None if warden_pipe is None else (FdRef(warden_pipe), tree_mark()),
     )
     try:
@@ -100,8 +100,9 @@ def start_with_multiprocessing(request: LaunchRequest) -> Launched:
     return Launched(MpChild(process), result_r, None, lifeline_w)
 
 
-def _preload_in_forkserver(ctx: Any) -> None:
-    """Add our child's modules to the forkserver preload list, if no server runs yet.
+def _preload_in_forkserver(ctx: Any, measured: bool) -> None:
+    """Add our child's modules to the forkserver preload list, if no server runs yet; and
+    coverage, if it measures this process (each child would import it: see child.coverage).
 
     Uses the public ``set_forkserver_preload()``, which replaces the whole list; to keep
     the modules someone else asked for (default ``["__main__"]``) the current list, and
@@ -125,7 +126,8 @@ def _preload_in_forkserver(ctx: Any) -> None:
             or getattr(server, "_forkserver_pid", None) is not None
         ):
             return
-        missing = [name for name in _FORKSERVER_PRELOAD if name not in modules]
+        wanted = (*_FORKSERVER_PRELOAD, "coverage") if measured else _FORKSERVER_PRELOAD
+        missing = [name for name in wanted if name not in modules]
         if missing:
             ctx.set_forkserver_preload([*modules, *missing])
     except Exception:

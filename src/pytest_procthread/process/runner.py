@@ -17,6 +17,7 @@ from ..outcome import Outcome
 from ..settings import resolve, validate_start_method, validate_timeout
 from ..wire.pickling import dump_call
 from .capture import new_capture
+from .coverage import combine_children, plan_for_child
 from .fork import start_forked
 from .handle import STOP_GRACE, ProcessHandle, track, untrack
 from .launch import (
@@ -129,7 +130,7 @@ class ProcessRunner:
         payload, externals = (b"", []) if method == FORK else dump_call(fn, args, kwargs, method)
         captures = (new_capture("out", self._scratch), new_capture("err", self._scratch))
         request = LaunchRequest(fn, args, kwargs, name, method, self.timeout, self._warm,
-                                captures, payload, externals)
+                                captures, payload, externals, plan_for_child())
         handed_over = [getattr(obj, "__procthread_handed_over__", None)
                        for obj in (*args, *kwargs.values())]
         # Registered before the start: under fork every page written after it is a copy.
@@ -182,8 +183,11 @@ class ProcessRunner:
 
 def end_session() -> None:
     """At the end of a pytest session: reap the fork children that are exiting, wait for
-    a warden still starting, stop the warm templates, remove the idle scratch directory."""
+    a warden still starting, stop the warm templates, remove the idle scratch directory;
+    combine the children's coverage data into this process's, if coverage still measures
+    it."""
     reap_exiting()
     settle()
     stop_all()
     remove_idle()
+    combine_children()

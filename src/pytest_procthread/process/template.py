@@ -55,13 +55,16 @@ def start_from_template(request: LaunchRequest) -> Optional[Launched]:
     """Have the template of the request's start method fork its child; None to decline."""
     warmup = getattr(request.fn, "procthread_warmup", None) or {}
     out, err = request.captures
-    job = {
+    job: dict[str, Any] = {
         "name": request.name, "start_method": request.start_method,
         "payload": request.payload, "stdout_path": out.path, "stderr_path": err.path,
         "timeout": request.timeout,
         "cwd": os.getcwd(), "environ": dict(os.environ), "sys_path": list(sys.path),
         "preload": list(warmup.get("preload", ())), "rewrite": warmup.get("rewrite", {}),
+        "coverage": request.coverage,
     }
+    if request.coverage is not None:  # imported once by the template, not by each child
+        job["preload"].append("coverage")
     ctx: Any = multiprocessing.get_context(request.start_method)
     result_r, result_w = ctx.Pipe(duplex=False)
     done_r, done_w = os.pipe()  # the child says here when it is done, before its exit
