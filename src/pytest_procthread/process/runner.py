@@ -161,7 +161,13 @@ class ProcessRunner:
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Outcome:
         """Start ``fn(*args, **kwargs)`` in a new process and wait for its outcome."""
-        return self.start(fn, *args, **kwargs).join()
+        handle = self.start(fn, *args, **kwargs)
+        outcome = handle.join()
+        if handle.finished:
+            # Nothing is left for close() to do with it; kept, thousands of runs in one
+            # test would keep thousands of handles (and their outcomes) alive.
+            self._root._handles.remove(handle)
+        return outcome
 
     def close(self) -> None:
         """Kill and reap every child still alive, close every pipe, delete scratch files."""
