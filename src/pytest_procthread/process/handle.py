@@ -27,6 +27,8 @@ from .launch import ChildProcess, Launched, NoChild
 from .proctree import stop_child_tree
 
 STOP_GRACE = 2.0
+# How much of a child's stdout and stderr the Outcome holds: the first and last halves.
+OUTPUT_KEPT = 32 * 2**20
 
 
 class ProcessHandle:
@@ -188,8 +190,8 @@ class ProcessHandle:
             crashed=crashed,
             timed_out=timed_out,
             killed=self._killed,
-            stdout=self._captures[0].read_text(),
-            stderr=self._captures[1].read_text(),
+            stdout=self._captures[0].read_text(OUTPUT_KEPT),
+            stderr=self._captures[1].read_text(OUTPUT_KEPT),
             duration=time.monotonic() - self._started,
             pid=self.pid,
             start_method=self.start_method,
