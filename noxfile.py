@@ -11,21 +11,15 @@ Interpreters are found by explicit path: every CPython >= 3.9 under
 NOX_PROCTHREAD_PYTHONS="3.9=/path/to/python3.9 pypy3.9=/usr/bin/pypy3".
 """
 
-# Why `conformance` runs every start method in one session: the pack parametrises itself
-# over fork, forkserver and spawn, and its report records the runtime's start methods; the
-# matrix makes one column per (interpreter, start method) out of that single report. A
-# report of a run restricted to one method still lists every method, so merged it would
-# give columns of "not run", and three such reports of one interpreter would give duplicate
-# columns. So `conformance` (one session per interpreter, all methods) feeds `matrix`.
+# The pack sessions run the pack as a user who installed the package does: `pip install .`
+# into the session's venv, then `python -m pytest_procthread pack`, which runs the copy
+# installed with the package (pytest_procthread.pack), not the checkout's conformance/.
 #
-# `conformance_method` (interpreter x method) is for looking at one method; it writes no
-# report. It does not select with `-k`: `-k` matches substrings of every keyword of a test,
-# module and function names included, so `-k "fork and not forkserver"` also picks the spawn
-# variants of any test whose module or function name says "fork" (`test_fork.py::x[spawn]`),
-# and it drops the checks that do not depend on the method. Instead a small plugin keeps the
-# tests whose parametrisation id names the method, by the rule the matrix uses to put a
-# result in a column (`pytest_procthread.matrix.start_method_of`), plus the method-independent
-# checks, which the matrix counts in every method's column.
+# `conformance` runs every start method in one session per interpreter: the pack
+# parametrises itself over fork, forkserver and spawn, and the matrix makes one column per
+# (interpreter, start method) out of that one report, with the checks that do not depend
+# on the method measured once. `conformance_method` (interpreter x method) runs one method
+# (--procthread-pack-start-methods), to look into it; its report has that method's column.
 
 from __future__ import annotations
 
@@ -97,23 +91,8 @@ def find_interpreters() -> dict[str, str]:
 
 INTERPRETERS = find_interpreters()
 PYTHONS = [nox.param(path, id=name) for name, path in INTERPRETERS.items()]
-METHOD_SELECTOR = '''\
-"""Keep the tests of one start method (NOX_PROCTHREAD_METHOD) and method-independent ones."""
-import os
-
-from pytest_procthread.matrix import start_method_of
-
-
-def pytest_collection_modifyitems(config, items):
-    method = os.environ["NOX_PROCTHREAD_METHOD"]
-    keep, drop = [], []
-    for item in items:
-        variant = item.nodeid[item.nodeid.rindex("[") + 1:-1] if item.nodeid.endswith("]") else ""
-        (keep if start_method_of(variant) in ("", method) else drop).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-'''
+def _name(session: nox.Session) -> str:
+    return next(n for n, path in INTERPRETERS.items() if path == session.python)
 
 
 @nox.session
@@ -142,11 +121,10 @@ def typing(session: nox.Session) -> None:
 def conformance(session: nox.Session) -> None:
     """README (a) on one interpreter: every start method it has, one JSON report."""
     session.install(".")
-    name = next(n for n, path in INTERPRETERS.items() if path == session.python)
     REPORTS.mkdir(parents=True, exist_ok=True)
     session.run(
-        "python", "-m", "pytest", "conformance/", "-p", "no:cacheprovider",
-        f"--procthread-report={REPORTS / (name + '.json')}", *session.posargs,
+        "python", "-m", "pytest_procthread", "pack", "-p", "no:cacheprovider",
+        f"--procthread-report={REPORTS / (_name(session) + '.json')}", *session.posargs,
     )
 
 
@@ -154,14 +132,14 @@ def conformance(session: nox.Session) -> None:
 @nox.parametrize("method", START_METHODS)
 @nox.parametrize("python", PYTHONS)
 def conformance_method(session: nox.Session, method: str) -> None:
-    """The pack under one start method only (no report: see the module docstring)."""
+    """The pack under one start method, and the checks that depend on none."""
     session.install(".")
-    plugin_dir = Path(session.create_tmp())
-    (plugin_dir / "procthread_nox_method.py").write_text(METHOD_SELECTOR, encoding="utf-8")
+    REPORTS.mkdir(parents=True, exist_ok=True)
     session.run(
-        "python", "-m", "pytest", "conformance/", "-p", "no:cacheprovider",
-        "-p", "procthread_nox_method", *session.posargs,
-        env={"NOX_PROCTHREAD_METHOD": method, "PYTHONPATH": str(plugin_dir)},
+        "python", "-m", "pytest_procthread", "pack", "-p", "no:cacheprovider",
+        f"--procthread-pack-start-methods={method}",
+        f"--procthread-report={REPORTS / 'method' / f'{_name(session)}-{method}.json'}",
+        *session.posargs,
     )
 
 

@@ -171,11 +171,15 @@ install_into_slot() {
     say "--- $tag ($python): fresh venv, pip install ."
     mkdir -p "$dir/source"
     (cd "$ROOT" && tar -c --exclude='*.egg-info' --exclude=__pycache__ \
-        pyproject.toml README.md src) | tar -x -C "$dir/source" || return 1
+        pyproject.toml README.md src conformance) | tar -x -C "$dir/source" || return 1
     "$python" -m venv "$dir/venv" || return 1
     "$dir/venv/bin/python" -m pip install -q --progress-bar off "$dir/source" || return 1
     "$dir/venv/bin/python" -c 'import pytest_procthread, psutil, sys
 print("installed in", sys.executable, "- psutil", psutil.__version__)' || return 1
+    # $PYTHON's venv runs README (a) as written; the others run the installed pack (run_one).
+    if [ "$(describe_interpreter "$python" | cut -d' ' -f5)" = "$(describe_interpreter "$PYTHON" | cut -d' ' -f5)" ]; then
+        touch "$dir/readme-command"
+    fi
     # A free-threaded build is run twice, GIL off and on (see run).
     if "$dir/venv/bin/python" -c 'import sys, sysconfig
 sys.exit(0 if sysconfig.get_config_var("Py_GIL_DISABLED") else 1)'; then
@@ -245,11 +249,20 @@ run_one() {
     local -a env=(env -u PYTHON_GIL)
     [ "$gil" = on ] && env=(env PYTHON_GIL=1)
     say
-    say "=== conformance pack on $label: ${env[*]} python -m pytest conformance/"
     start=$(now)
-    (cd "$ROOT" && "${env[@]}" "$python" -m pytest conformance/ -p no:cacheprovider \
-        "--procthread-report=$report")
-    rc=$?
+    if [ -e "$work/$slot/readme-command" ]; then
+        say "=== conformance pack on $label, README (a) from the checkout: ${env[*]} python -m pytest conformance/"
+        (cd "$ROOT" && "${env[@]}" "$python" -m pytest conformance/ -p no:cacheprovider \
+            "--procthread-report=$report")
+        rc=$?
+    else
+        # As a user without a checkout runs it: the pack installed with the package, from a
+        # directory that holds no copy of it.
+        say "=== conformance pack on $label, the installed pack: ${env[*]} python -m pytest_procthread pack"
+        (cd "$work/$slot" && "${env[@]}" "$python" -m pytest_procthread pack -p no:cacheprovider \
+            "--procthread-report=$report")
+        rc=$?
+    fi
     seconds=$(($(now) - start))
     say "--- $label: pack took $seconds s, pytest exit $rc"
     if [ "$rc" -eq 5 ]; then
@@ -278,6 +291,8 @@ run() {
     local work=$1 reports=$2 slot tag status rc failed=0 merger=""
     local -a made=()  # run_one adds to made and sets failed
     mkdir -p "$reports"
+    # Absolute: the installed pack runs in another directory.
+    reports=$(cd "$reports" && pwd)
     # Old reports would be merged too (or refused, from another pack version): start clean.
     # Each report is named <slot>-<tag>.json, so that `$reports/*.json` is in run order.
     rm -f "$reports"/*.json "$reports"/matrix.md "$reports"/matrix.html

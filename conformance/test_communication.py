@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import pytest
 
-from _pinning import _affinity, _pin
+from pytest_procthread.claims.pinning import affinity, pin
 
 if TYPE_CHECKING:  # children started by spawn import this module: keep it light
     from pytest_procthread.claims.verdicts import ClaimCheck
@@ -203,7 +203,7 @@ def _median_handover(sibling_thread: ThreadRunner, obj: Any, times: int = 5) -> 
 # -- speed: small messages and large payloads ------------------------------------------------
 def _echo_pipe(end: PipeEnd, cpus: Optional[set[int]]) -> int:
     """In the child: send back every message until an empty one."""
-    _pin(cpus)
+    pin(cpus)
     count = 0
     while True:
         message = end.recv_bytes(timeout=WAIT)
@@ -216,7 +216,7 @@ def _echo_pipe(end: PipeEnd, cpus: Optional[set[int]]) -> int:
 def _echo_queue(
     inbox: queue.Queue[bytes], outbox: queue.Queue[bytes], cpus: Optional[set[int]]
 ) -> int:
-    _pin(cpus)
+    pin(cpus)
     count = 0
     while True:
         message = inbox.get(timeout=WAIT)
@@ -258,7 +258,7 @@ def test_small_message_round_trip_thread_vs_process(
     exchange itself, not of waking another, idle CPU: on a virtual machine that alone takes
     tens of microseconds, whichever mechanism is used, and it varies with the load.
     """
-    mine = _affinity()
+    mine = affinity()
     cpus = {max(mine)} if mine else None
     child = isolated_process.start(_echo_pipe, ipc_pipe.child, cpus)
     inbox: queue.Queue[bytes] = queue.Queue()
@@ -280,7 +280,7 @@ def test_small_message_round_trip_thread_vs_process(
             outbox.get(timeout=WAIT)
         return (time.perf_counter() - start) / ROUND_TRIPS
 
-    _pin(cpus)
+    pin(cpus)
     try:
         claim.compare(
             with_process, with_thread,
@@ -293,7 +293,7 @@ def test_small_message_round_trip_thread_vs_process(
         )
     finally:
         if mine is not None:
-            _pin(mine)
+            pin(mine)
         parent.send_bytes(b"", timeout=WAIT)
         inbox.put(b"")
         child.join(timeout=WAIT)

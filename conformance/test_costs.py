@@ -11,8 +11,8 @@ from typing import Optional
 
 import pytest
 
-from _pinning import _affinity, _pin
 from pytest_procthread.claims import stats
+from pytest_procthread.claims.pinning import affinity, pin
 from pytest_procthread.claims.verdicts import ClaimCheck
 from pytest_procthread.process import ProcessRunner
 from pytest_procthread.thread import ThreadRunner
@@ -63,7 +63,7 @@ def test_creating_a_process_costs_more_than_a_thread(
 
 def _echo(sock: socket.socket, cpus: Optional[set[int]]) -> int:
     """Send back every byte until the peer closes; the same code in a thread and a process."""
-    _pin(cpus)
+    pin(cpus)
     sock.settimeout(WAIT)
     count = 0
     try:
@@ -96,7 +96,7 @@ def test_switching_processes_costs_more_than_switching_threads(
     (where the OS allows it), so every round trip is two switches there and nothing else
     differs: not the mechanism, not the cost of waking another, idle CPU.
     """
-    mine = _affinity()
+    mine = affinity()
     cpus = {max(mine)} if mine else None
     to_thread, thread_end = socket.socketpair()
     to_child, child_end = socket.socketpair()
@@ -108,7 +108,7 @@ def test_switching_processes_costs_more_than_switching_threads(
             child_end.close()  # the child has its own copy
         for sock in (to_thread, to_child):
             sock.settimeout(WAIT)
-        _pin(cpus)
+        pin(cpus)
         try:
             claim.compare(
                 lambda: _ping_pong(to_child), lambda: _ping_pong(to_thread),
@@ -120,7 +120,7 @@ def test_switching_processes_costs_more_than_switching_threads(
             )
         finally:
             if mine is not None:
-                _pin(mine)
+                pin(mine)
             for sock in (to_thread, to_child):
                 sock.sendall(STOP)
             thread.join(WAIT)

@@ -2,6 +2,9 @@
 
 The package root stays import-light on purpose: spawned children import it before
 running a target, and every module loaded here is paid for in every child.
+
+PYTEST_DONT_REWRITE: ``python -m pytest_procthread pack`` imports this module before pytest
+starts, and pytest would warn that it cannot rewrite it; it has no assertions to rewrite.
 """
 
 from __future__ import annotations

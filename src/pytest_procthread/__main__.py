@@ -1,5 +1,7 @@
-"""``python -m pytest_procthread``: merge claims reports into one table, refresh the README.
+"""``python -m pytest_procthread``: run the installed pack, merge claims reports into one
+table, refresh the README.
 
+    python -m pytest_procthread pack [pytest args]   (e.g. --procthread-report=R.json -n 2)
     python -m pytest_procthread matrix REPORT.json ... [--format markdown|html|json] [-o FILE]
     python -m pytest_procthread readme REPORT.json ... [--readme README.md]
 """
@@ -11,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .claims.shipped import PackMissing, run_pack
 from .matrix import MergeError, build_matrix, load_reports, render
 
 README_START = "<!-- claims-table:start -->"
@@ -20,6 +23,12 @@ README_END = "<!-- claims-table:end -->"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pytest_procthread")
     commands = parser.add_subparsers(dest="command", required=True)
+    # Listed for --help; its arguments go to pytest untouched (see main).
+    commands.add_parser(
+        "pack", add_help=False,
+        help="run the conformance pack installed with this package; every further argument "
+        "goes to pytest (pack --help lists pytest's and the pack's options)",
+    )
     matrix = commands.add_parser("matrix", help="merge claims reports into one table")
     matrix.add_argument("reports", nargs="+", type=Path, help="JSON reports (--procthread-report)")
     matrix.add_argument("--format", default="markdown", choices=("markdown", "html", "json"))
@@ -36,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pack"]:
+        # Not through argparse: pytest's own options ("-k expr", "-n 2") must pass unread.
+        try:
+            return run_pack(argv[1:])
+        except PackMissing as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     args = _parser().parse_args(argv)
     try:
         table = build_matrix(load_reports(args.reports))

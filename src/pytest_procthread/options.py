@@ -18,6 +18,7 @@ TIMEOUT_INI = "procthread_timeout"
 CHECK_LEAKS_OPTION = "--procthread-check-leaks"
 ISOLATED_OPTION = "--isolated"
 REPORT_OPTION = "--procthread-report"
+PACK_METHODS_OPTION = "--procthread-pack-start-methods"
 THREADS_OPTION = "--procthread-threads"
 THREADS_INI = "procthread_threads"
 ITERATIONS_OPTION = "--procthread-iterations"
@@ -75,6 +76,13 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         REPORT_OPTION, dest="procthread_report", default=None, metavar="PATH",
         help="write the conformance claims report as JSON to PATH.",
+    )
+    group.addoption(
+        PACK_METHODS_OPTION, dest="procthread_pack_start_methods", default=None,
+        metavar="METHODS",
+        help="conformance pack: run the checks of these start methods only (comma-separated, "
+        "e.g. fork,spawn) and those that do not depend on one; the report has columns for "
+        "these only.",
     )
     _add_thread_options(group)
     parser.addini(START_METHOD_INI, f"start method of isolated children (see "

@@ -1,4 +1,5 @@
-"""The conformance pack's claims: the manifest, and (later) verdicts and statistics."""
+"""The conformance pack's claims: the manifest, verdicts, statistics, and
+the pack that ships in the distribution (``shipped``)."""
 
 from .manifest import Claim, load_claims
 

@@ -13,6 +13,8 @@ from typing import Any, Optional
 
 import pytest
 
+from ..matrix import START_METHODS, start_method_of
+from ..options import PACK_METHODS_OPTION
 from ..report import build_report, render_table, write_report
 from ..runtime import runtime_facts
 from ..settings import resolve
@@ -58,6 +60,31 @@ def use_pack(config: pytest.Config, directory: Path) -> Pack:
     pack = Pack(directory, version, claims, expectations, {})
     config.stash[_PACK] = pack
     return pack
+
+
+def chosen_start_methods(config: pytest.Config) -> Optional[tuple[str, ...]]:
+    """The start methods the pack is asked to run (None: every one the platform has)."""
+    text = config.getoption("procthread_pack_start_methods", None)
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in str(text).split(",") if name.strip())
+    wrong = [name for name in names if name not in START_METHODS]
+    if wrong or not names:
+        raise pytest.UsageError(
+            f"{PACK_METHODS_OPTION}={text!r}: {', '.join(map(repr, wrong)) or 'nothing'} is "
+            f"not a start method; give one or more of {', '.join(START_METHODS)}, "
+            f"comma-separated (e.g. {PACK_METHODS_OPTION}=fork,spawn)"
+        )
+    return names
+
+
+def run_facts(config: pytest.Config) -> dict[str, Any]:
+    """The runtime facts of this run, its start methods narrowed to those it ran."""
+    facts = runtime_facts().as_dict()
+    chosen = chosen_start_methods(config)
+    if chosen is not None:
+        facts["start_methods"] = [m for m in facts["start_methods"] if m in chosen]
+    return facts
 
 
 def _variant(item: pytest.Item) -> str:
@@ -180,6 +207,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     pack = config.stash.get(_PACK, None)
     if pack is None:
         return
+    chosen = chosen_start_methods(config)
+    if chosen is not None:
+        keep = [i for i in items if start_method_of(_variant(i)) in ("", *chosen)]
+        drop = [i for i in items if start_method_of(_variant(i)) not in ("", *chosen)]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
     for item in items:
         marker = item.get_closest_marker("claim")
         inside = pack.directory in Path(str(item.path)).parents
@@ -204,7 +238,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     pack = config.stash.get(_PACK, None)
     if pack is None or hasattr(config, "workerinput") or config.option.collectonly:
         return
-    facts = runtime_facts().as_dict()
+    facts = run_facts(config)
     terminalreporter.section(f"procthread claims (pack {pack.version})")
     for line in render_table(pack.claims, pack.records, facts):
         terminalreporter.line(line)
@@ -218,5 +252,5 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = config.getoption("procthread_report", None)
     if pack is None or not path or hasattr(config, "workerinput"):
         return
-    report = build_report(pack.version, pack.claims, pack.records, runtime_facts().as_dict())
+    report = build_report(pack.version, pack.claims, pack.records, run_facts(config))
     write_report(Path(path), report)

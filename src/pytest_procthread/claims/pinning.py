@@ -1,4 +1,4 @@
-"""Pinning threads to CPUs, shared by the checks that time a ping-pong.
+"""Pinning threads to CPUs, for the pack's checks that time a ping-pong.
 
 Both ends of a ping-pong on one CPU: waking an idle virtual CPU costs tens of microseconds
 here, which would swamp the difference a check is after.
@@ -14,7 +14,7 @@ from typing import Optional
 import psutil
 
 
-def _affinity() -> Optional[set[int]]:
+def affinity() -> Optional[set[int]]:
     """The CPUs the calling thread may run on, where the OS lets a thread choose (Linux)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -23,7 +23,7 @@ def _affinity() -> Optional[set[int]]:
     return set(psutil.Process(threading.get_native_id()).cpu_affinity())  # PyPy
 
 
-def _pin(cpus: Optional[set[int]]) -> None:
+def pin(cpus: Optional[set[int]]) -> None:
     """Keep the calling thread (not its whole process) on ``cpus``; None leaves it free."""
     if cpus is None:
         return
