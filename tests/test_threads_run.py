@@ -4,6 +4,7 @@ left running, and pytest-run-parallel beside us."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import pytest
@@ -354,22 +355,11 @@ def test_a_thread_left_running_fails_the_next_setup(pytester: pytest.Pytester) -
     assert "raise_failures" not in result.stdout.str()
 
 
-PEER = '''
-import pytest
-
-
-class Peer:
-    """Stands in for pytest-run-parallel: its plugin name and its option."""
-
-
-def pytest_addoption(parser, pluginmanager):
-    parser.addoption("--parallel-threads", dest="parallel_threads", default=1)
-    pluginmanager.register(Peer(), "run-parallel")
-'''
 
 
 def test_both_fan_outs_asked_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(PEER)
+    if importlib.util.find_spec("pytest_run_parallel") is None:
+        pytester.copy_example("threads_peer/conftest.py")
     pytester.makepyfile("""
         import pytest
 

@@ -13,8 +13,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from .process.warden import own_fds
-
 
 @dataclass
 class Snapshot:
@@ -54,6 +52,8 @@ def _multiprocessing_helpers() -> tuple[set[int], set[int]]:
                 fds.add(arena.fd)
     except ImportError:
         pass
+    from .process.warden import own_fds  # only when leaks are checked
+
     fds |= own_fds()  # this library's warden, kept for the life of the process
     return pids, fds
 

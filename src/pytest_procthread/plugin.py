@@ -9,18 +9,21 @@ and markers (``options``), provides the three fixtures, and runs the session's l
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from . import gilwatch, leaks, newhooks, options
 from .claims import hooks as claims_hooks
-from .ipc import IpcPipe
 from .markers import plugin as markers_plugin
-from .process import ProcessRunner
 from .settings import resolve
-from .thread import ThreadRunner
 from .threads import plugin as threads_plugin
 from .wire.pickling import send_by_value
+
+if TYPE_CHECKING:  # each fixture imports its runner when first used: see markers.plugin
+    from .ipc import IpcPipe
+    from .process import ProcessRunner
+    from .thread import ThreadRunner
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -52,6 +55,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def isolated_process(request: pytest.FixtureRequest) -> Iterator[ProcessRunner]:
     """Run callables in child processes; stops and reaps every child at teardown."""
+    from .process import ProcessRunner
+
     runner = ProcessRunner(config=request.config)
     yield runner
     runner.close()
@@ -60,6 +65,8 @@ def isolated_process(request: pytest.FixtureRequest) -> Iterator[ProcessRunner]:
 @pytest.fixture
 def sibling_thread(request: pytest.FixtureRequest) -> Iterator[ThreadRunner]:
     """Run callables in threads; at teardown, fails on unobserved errors and stuck threads."""
+    from .thread import ThreadRunner
+
     runner = ThreadRunner(config=request.config)
     yield runner
     runner.close()
@@ -68,6 +75,8 @@ def sibling_thread(request: pytest.FixtureRequest) -> Iterator[ThreadRunner]:
 @pytest.fixture
 def ipc_pipe(request: pytest.FixtureRequest) -> Iterator[IpcPipe]:
     """A pipe whose ``child`` end can be passed to ``isolated_process.start()``."""
+    from .ipc import IpcPipe
+
     pipe = IpcPipe(timeout=resolve(request.config).timeout)
     yield pipe
     pipe.close()

@@ -42,12 +42,12 @@ from .spec import ChildSpec, FdRef
 Job = dict[str, Any]
 
 
-def serve(conn: Any, lifeline: Any, log_path: str, preload: tuple[str, ...] = (),
+def serve(conn: Any, lifeline: Any, preload: tuple[str, ...] = (),
           outside: Optional[tuple[FdRef, str]] = None) -> None:
     """Main loop of a template process: one job at a time until the lifeline ends.
     ``preload``: modules every job's children need, imported before the first job.
     ``outside``: the warden's pipe and the tree mark (see ``process.warden``)."""
-    _quiet(log_path)
+    _quiet()
     if outside is not None:
         mark_tree(outside[1].encode())
         enlist(outside[0].fd)
@@ -130,13 +130,14 @@ def _watch(pid: int, ended: int, lifeline: Any) -> Optional[int]:
         os.close(ended)
 
 
-def _quiet(log_path: str) -> None:
+def _quiet() -> None:
+    # Nothing the template prints reaches the test's output; each child's own output goes
+    # to the files of its job. Not to a log file: nobody reads one, and a test process
+    # killed with its template could not remove it.
     devnull = os.open(os.devnull, os.O_WRONLY)
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
     os.dup2(devnull, 1)
-    os.dup2(log, 2)
+    os.dup2(devnull, 2)
     os.close(devnull)
-    os.close(log)
 
 
 def _apply(job: Job) -> None:

@@ -1,6 +1,6 @@
-"""The conformance pack's claims: the manifest, verdicts, statistics, and
-the pack that ships in the distribution (``shipped``)."""
+"""The conformance pack's machinery: the manifest, expectations, verdicts, statistics, the
+pytest wiring (``hooks``), and the pack that ships in the distribution (``shipped``).
 
-from .manifest import Claim, load_claims
-
-__all__ = ["Claim", "load_claims"]
+Kept empty: ``hooks`` is loaded at every pytest start, and the rest only by a run that
+loads a pack.
+"""

@@ -9,19 +9,21 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
-from ..matrix import START_METHODS, start_method_of
 from ..options import PACK_METHODS_OPTION
-from ..report import build_report, render_table, write_report
 from ..runtime import runtime_facts
-from ..settings import resolve
-from .expectations import Expectation, load_expectations
-from .machine import machine_share, remove_lock_files
-from .manifest import Claim, load_claims
-from .verdicts import RECORD_KEY, ClaimCheck
+from .records import CLAIM_KEY, RECORD_KEY
+
+if TYPE_CHECKING:
+    from .expectations import Expectation
+    from .manifest import Claim
+    from .verdicts import ClaimCheck
+
+# Loaded at every pytest start; what only a pack needs (the manifest, statistics,
+# verdicts, the report) is imported by the hook that needs it once a pack is in use.
 
 
 @dataclass
@@ -48,6 +50,9 @@ def use_pack(config: pytest.Config, directory: Path) -> Pack:
         import tomllib
     else:
         import tomli as tomllib
+    from .expectations import load_expectations
+    from .manifest import load_claims
+
     with open(directory / "claims.toml", "rb") as f:
         version = str(tomllib.load(f).get("pack_version", "0"))
     try:
@@ -67,6 +72,8 @@ def chosen_start_methods(config: pytest.Config) -> Optional[tuple[str, ...]]:
     text = config.getoption("procthread_pack_start_methods", None)
     if text is None:
         return None
+    from ..matrix import START_METHODS
+
     names = tuple(name.strip() for name in str(text).split(",") if name.strip())
     wrong = [name for name in names if name not in START_METHODS]
     if wrong or not names:
@@ -104,6 +111,10 @@ def claim(request: pytest.FixtureRequest) -> Iterator[ClaimCheck]:
             f"{request.node.nodeid}: the 'claim' fixture needs @pytest.mark.claim('<id>') and "
             f"a pack loaded by its conftest (pytest_procthread.claims.hooks.use_pack)"
         )
+    from ..settings import resolve
+    from .machine import machine_share
+    from .verdicts import ClaimCheck
+
     cid = marker.args[0]
     if cid not in pack.claims:
         raise pytest.UsageError(f"{request.node.nodeid}: unknown claim {cid!r}")
@@ -128,6 +139,10 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if item.config.stash.get(_PACK, None) is None:
+        return report
+    from .verdicts import ClaimCheck
+
     check = getattr(item, "funcargs", {}).get("claim")
     if (
         report.when == "call" and report.passed and isinstance(check, ClaimCheck)
@@ -192,7 +207,7 @@ def _pack_of_session() -> Optional[Pack]:
 
 def _claim_of_nodeid(report: pytest.TestReport) -> str:
     for key, value in report.user_properties:
-        if key == "procthread_claim":
+        if key == CLAIM_KEY:
             return str(value)
     return ""
 
@@ -209,6 +224,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     chosen = chosen_start_methods(config)
     if chosen is not None:
+        from ..matrix import start_method_of
+
         keep = [i for i in items if start_method_of(_variant(i)) in ("", *chosen)]
         drop = [i for i in items if start_method_of(_variant(i)) not in ("", *chosen)]
         if drop:
@@ -230,7 +247,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"{pack.directory / 'claims.toml'} or use one of: {', '.join(pack.claims)}"
             )
         # So that a check that errors out still lands on its claim's row.
-        item.user_properties.append(("procthread_claim", marker.args[0]))
+        item.user_properties.append((CLAIM_KEY, marker.args[0]))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -238,6 +255,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     pack = config.stash.get(_PACK, None)
     if pack is None or hasattr(config, "workerinput") or config.option.collectonly:
         return
+    from ..report import render_table
+
     facts = run_facts(config)
     terminalreporter.section(f"procthread claims (pack {pack.version})")
     for line in render_table(pack.claims, pack.records, facts):
@@ -247,10 +266,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    remove_lock_files(config)
     pack = config.stash.get(_PACK, None)
+    if pack is None:
+        return
+    from ..report import build_report, write_report
+    from .machine import remove_lock_files
+
+    remove_lock_files(config)  # only a pack's checks take the machine lock
     path = config.getoption("procthread_report", None)
-    if pack is None or not path or hasattr(config, "workerinput"):
+    if not path or hasattr(config, "workerinput"):
         return
     report = build_report(pack.version, pack.claims, pack.records, run_facts(config))
     write_report(Path(path), report)

@@ -15,9 +15,10 @@ import pytest
 
 from .expectations import allowed, expected_verdict
 from .manifest import Claim
+from .records import RECORD_KEY
 from .stats import Paired, decide_ratio, measure_paired
 
-RECORD_KEY = "procthread_verdict"
+__all__ = ["RECORD_KEY", "ClaimCheck"]
 
 
 def _plain(value: Any) -> Any:

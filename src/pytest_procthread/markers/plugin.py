@@ -4,6 +4,11 @@ Registered by the main plugin (``plugin.py``) as ``procthread-markers``. Only wi
 marker of ours is checked once at collection, ``requires`` is applied there, and the body
 of a test is dispatched to a child process (``isolated.run``), to n threads (as
 ``threads.plugin`` planned it, run by ``threads.fanout``), or both, or left to pytest.
+
+What runs a body elsewhere (``isolated.run``, ``threads.fanout``, the ``process`` runner)
+is imported by the hook that first needs it: every pytest start loads this module, and a
+session that isolates nothing and fans nothing out should not load the rest
+(``benchmarks/README.md``, "Plugin start-up").
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import pytest
 
 from ..gil import GilState
 from ..gilwatch import watch_of
-from ..isolated.body import IsolatedBody
 from ..isolated.marker import (
     note_warning_sink,
     refuse_async,
@@ -23,18 +27,11 @@ from ..isolated.marker import (
     wanted,
     warn_returned,
 )
-from ..isolated.run import run as run_isolated
-from ..isolated.testcase import is_case, run_case_in_threads
-from ..isolated.travel import test_kwargs
 from ..options import REQUIRES_MARKER, THREADS_MARKER
-from ..process.fork import available as fork_available
+from ..process import session
 from ..process.launch import reap_exiting
-from ..process.runner import end_session
-from ..process.template import start_soon as start_template_soon
-from ..process.warden import start_soon
 from ..runtime import RuntimeFacts, runtime_facts
 from ..settings import resolve
-from ..threads.fanout import fan_out
 from ..threads.plan import asked
 from ..threads.plugin import planned, run_settings
 from .decision import decide_again, skip_unmet
@@ -61,10 +58,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # first test: the warden that watches fork children (see process.warden), or the
     # warm template of spawn or forkserver, with the module its children run.
     method = _isolating_method(session.config)
-    if method == "fork" and fork_available():
-        start_soon()
-    elif method is not None:
-        start_template_soon(method, (IsolatedBody.__module__,))
+    if method is not None:
+        from ..isolated.body import IsolatedBody
+        from ..process.runner import prepare_session
+
+        prepare_session(method, (IsolatedBody.__module__,))
 
 
 def check_markers(item: pytest.Item, facts: RuntimeFacts, gil: GilState) -> list[str]:
@@ -110,12 +108,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     decide_again(item, runtime_facts(), watch_of(item.config))
     fan = planned(item).fan
     if wanted(item):
+        from ..isolated.run import run as run_isolated
+        from ..isolated.testcase import is_case
+
         note_warning_sink(item)
         if is_case(item):
             # A unittest method runs through its item's runtest(), not pytest_pyfunc_call.
             item.runtest = functools.partial(run_isolated, item, fan)  # type: ignore[method-assign,arg-type]
-    elif fan is not None and is_case(item):
-        item.runtest = functools.partial(run_case_in_threads, item, fan)  # type: ignore[method-assign]
+    elif fan is not None:
+        from ..isolated.testcase import is_case, run_case_in_threads
+
+        if is_case(item):
+            item.runtest = functools.partial(run_case_in_threads, item, fan)  # type: ignore[method-assign]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -127,9 +131,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
     if fan is None and not isolated:
         return None
     if isolated:
+        from ..isolated.run import run as run_isolated
+
         run_isolated(pyfuncitem, fan)
         return True
     assert fan is not None
+    from ..isolated.travel import test_kwargs
+    from ..threads.fanout import fan_out
+
     refuse_async(pyfuncitem)
     result = fan_out(pyfuncitem.obj, test_kwargs(pyfuncitem), fan)
     warn_returned(pyfuncitem, None if result is None else repr(type(result)))
@@ -143,6 +152,6 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     reap_exiting()
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish() -> None:
     # Before the leak check (trylast): the warm templates of --isolated end here.
-    end_session()
+    session.end()

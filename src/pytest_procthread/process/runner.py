@@ -18,6 +18,7 @@ from ..settings import resolve, validate_start_method, validate_timeout
 from ..wire.pickling import dump_call
 from .capture import new_capture
 from .coverage import combine_children, plan_for_child
+from .fork import available as fork_available
 from .fork import start_forked
 from .handle import STOP_GRACE, ProcessHandle, track, untrack
 from .launch import (
@@ -31,9 +32,12 @@ from .launch import (
 )
 from .mp import start_with_multiprocessing
 from .scratch import hold, release, remove_idle
+from .session import on_end
 from .template import available as template_available
 from .template import start_from_template, stop_all
+from .template import start_soon as start_template_soon
 from .warden import settle
+from .warden import start_soon as start_warden_soon
 
 # The one place that maps a start path to the code that takes it.
 LAUNCHERS: dict[str, Callable[[LaunchRequest], Optional[Launched]]] = {
@@ -197,3 +201,19 @@ def end_session() -> None:
     stop_all()
     remove_idle()
     combine_children()
+
+
+def prepare_session(method: str, preload: tuple[str, ...]) -> None:
+    """At the start of a session whose every test runs in a child of ``method``: start
+    now what each will need, while the tests are collected, not at the first test: the
+    warden that watches fork children, or the warm template of spawn or forkserver,
+    importing ``preload`` (the module its children run)."""
+    if method == "fork":
+        if fork_available():
+            start_warden_soon()
+    else:
+        start_template_soon(method, preload)
+
+
+# Whatever a session started through this module ends with the session (process.session).
+on_end(end_session)

@@ -24,7 +24,6 @@ import multiprocessing.connection
 import os
 import socket
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, Optional
@@ -187,15 +186,13 @@ class _Template:
         lifeline_r, self.lifeline_w = ctx.Pipe(duplex=False)
         for conn in (self.conn, self.lifeline_w):
             fdguard.keep_in_parent(conn.fileno())
-        fd, self.log_path = tempfile.mkstemp(prefix="procthread-template-", suffix=".log")
-        os.close(fd)
         # The template enlists with the warden and marks its tree: its children's own
         # children are found by the mark once the test process is gone, however they left
         # the tree (the template kills only its child).
         warden_pipe = pipe_for_child()
         outside = None if warden_pipe is None else (FdRef(warden_pipe), tree_mark())
         self.process = ctx.Process(
-            target=serve, args=(their_conn, lifeline_r, self.log_path, preload, outside),
+            target=serve, args=(their_conn, lifeline_r, preload, outside),
             name=f"procthread:template-{method}",
         )
         try:
@@ -273,10 +270,6 @@ class _Template:
             except ValueError:
                 pass
             self.process = None
-        try:
-            os.unlink(self.log_path)
-        except OSError:
-            pass
 
 
 def _launch(

@@ -13,7 +13,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from ..thread import thread_stack
 from .failures import Failure, raise_failures
 from .plan import FanOut
+from .strays import Stray, record
 
 THREAD_INDEX = "thread_index"
 ITERATION_INDEX = "iteration_index"
@@ -38,20 +38,6 @@ class _FanThread(threading.Thread):
     iteration = 0
 
 
-@dataclass
-class Stray:
-    """A thread of a fan-out still running after its bound."""
-
-    label: str
-    index: int
-    threads: int
-    thread: threading.Thread
-    reported: bool = False
-
-
-_strays: list[Stray] = []
-
-
 def current_thread_index() -> int:
     """The index of this thread in a ``threads`` fan-out (0 to n-1); 0 elsewhere."""
     thread = threading.current_thread()
@@ -62,12 +48,6 @@ def current_iteration_index() -> int:
     """The iteration this thread runs in a ``threads(n, iterations=k)`` fan-out; else 0."""
     thread = threading.current_thread()
     return thread.iteration if isinstance(thread, _FanThread) else 0
-
-
-def strays() -> list[Stray]:
-    """The fan-out threads still running past their bound (ended ones are dropped)."""
-    _strays[:] = [stray for stray in _strays if stray.thread.is_alive()]
-    return list(_strays)
 
 
 def _arguments(kwargs: dict[str, Any], thread: int, iteration: int) -> dict[str, Any]:
@@ -142,7 +122,7 @@ def fan_out(fn: Callable[..., Any], kwargs: dict[str, Any], plan: FanOut) -> Any
                 thread.join(max(0.0, run.deadline - time.monotonic()))
     for index, thread in enumerate(started):
         if thread.is_alive():
-            _strays.append(Stray(plan.label, index, plan.threads, thread))
+            record(Stray(plan.label, index, plan.threads, thread))
             run.failures.append(_still_running(index, plan, thread))
     raise_failures(run.failures, plan)
     return next((value for value in run.results if value is not None), None)
@@ -201,4 +181,4 @@ def _still_running(index: int, plan: FanOut, thread: threading.Thread) -> Failur
     ))
 
 
-__all__ = ["FanOut", "current_iteration_index", "current_thread_index", "fan_out", "strays"]
+__all__ = ["FanOut", "current_iteration_index", "current_thread_index", "fan_out"]

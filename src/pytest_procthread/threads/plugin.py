@@ -17,8 +17,8 @@ from typing import Any, Optional
 import pytest
 
 from ..options import THREADS_MARKER, THREADS_OPTION
-from .fanout import FanOut, strays
-from .plan import RunSettings, asked
+from .plan import FanOut, RunSettings, asked
+from .strays import strays
 from .unsafe import Detector, plugin_detector
 
 _RUN = pytest.StashKey[RunSettings]()
