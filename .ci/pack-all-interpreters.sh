@@ -9,6 +9,7 @@
 #   .ci/pack-all-interpreters.sh add WORK PYTHON        after prepare: one more interpreter,
 #                                                       for one that was not there yet (built)
 #   .ci/pack-all-interpreters.sh ensure-pypy WORK       only PyPy's apt-get, if it is missing
+#   .ci/pack-all-interpreters.sh ensure-chromium WORK   only chromium's apt-get (for the tests)
 #
 # Interpreters: $PYTHON (default python3), every CPython >= 3.9 under
 # `$(pyenv root)/versions/*/bin/python3.X`, and PyPy (`pypy3`; installed with apt-get as
@@ -61,29 +62,38 @@ pyenv_root() {
     fi
 }
 
-# PyPy: present, or installed from the distribution (pypy3-dev has the headers psutil is
-# built against). Prints why when it cannot.
-#
 # dpkg lets one apt-get at a time in, and apt-get fails at once when another holds the lock.
-# So the check and the install hold $WORK/apt.lock: a second caller (.ci/run calls this
-# before its own apt-get, while prepare may call it too) waits, then finds PyPy there. An
-# install that failed is not tried again in the same WORK: a second try could overlap the
-# caller's next apt-get, and the first failure has said why already.
-ensure_pypy() {
-    local work=$1
+# So each check-and-install holds $WORK/apt.lock: a second caller waits, then finds the
+# package there. Runs "$@" under the lock; WHAT names the package in the error.
+with_apt_lock() {
+    local work=$1 what=$2
+    shift 2
     mkdir -p "$work" || return 1
     (
         if ! flock -w 900 9; then
-            say "ERROR: $work/apt.lock still held after 15 minutes: PyPy's apt-get cannot run"
+            say "ERROR: $work/apt.lock still held after 15 minutes: $what's apt-get cannot run"
             exit 1
         fi
-        if [ -e "$work/pypy-install.failed" ]; then
-            say "ERROR: installing PyPy with apt-get failed earlier in this run (its output is"
-            say "       in the log of the step that tried); the pack cannot run on PyPy"
-            exit 1
-        fi
-        ensure_pypy_locked || { touch "$work/pypy-install.failed"; exit 1; }
+        "$@"
     ) 9>"$work/apt.lock"
+}
+
+# PyPy: present, or installed from the distribution (pypy3-dev has the headers psutil is
+# built against). Prints why when it cannot. .ci/run calls this before its own apt-get,
+# while prepare may call it too. An install that failed is not tried again in the same
+# WORK: a second try could overlap the caller's next apt-get, and the first failure has
+# said why already.
+ensure_pypy() {
+    with_apt_lock "$1" PyPy ensure_pypy_once "$1"
+}
+
+ensure_pypy_once() {
+    if [ -e "$1/pypy-install.failed" ]; then
+        say "ERROR: installing PyPy with apt-get failed earlier in this run (its output is"
+        say "       in the log of the step that tried); the pack cannot run on PyPy"
+        return 1
+    fi
+    ensure_pypy_locked || { touch "$1/pypy-install.failed"; return 1; }
 }
 
 ensure_pypy_locked() {
@@ -107,6 +117,27 @@ ensure_pypy_locked() {
         return 1
     fi
     command -v pypy3 >/dev/null 2>&1 || { say "ERROR: apt-get ran but there is no pypy3"; return 1; }
+}
+
+# The browser tests/test_matrix_browser.py draws the matrix page in (Debian's chromium).
+ensure_chromium() {
+    with_apt_lock "$1" chromium ensure_chromium_locked
+}
+
+ensure_chromium_locked() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "ERROR: chromium is missing and this machine has no apt-get to install it"
+        return 1
+    fi
+    say "chromium is missing: apt-get update && apt-get install -y chromium"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+        || ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; then
+        say "ERROR: installing chromium with apt-get failed (see the apt-get output above);"
+        say "       the matrix page cannot be checked in a browser, so the tests fail"
+        return 1
+    fi
+    command -v chromium >/dev/null 2>&1 || { say "ERROR: apt-get ran but there is no chromium"; return 1; }
 }
 
 # Fills $WORK/interpreters: "<slot> <tag> <python>" in run order (CPython by version, then
@@ -353,6 +384,8 @@ case "${1:-}" in
              add "$2" "$3" ;;
     ensure-pypy) [ $# -eq 2 ] || { say "usage: $0 ensure-pypy WORK"; exit 2; }
              ensure_pypy "$2" ;;
-    *)       say "usage: $0 {prepare WORK | run WORK REPORTS | all WORK REPORTS | add WORK PYTHON | ensure-pypy WORK}"
+    ensure-chromium) [ $# -eq 2 ] || { say "usage: $0 ensure-chromium WORK"; exit 2; }
+             ensure_chromium "$2" ;;
+    *)       say "usage: $0 {prepare WORK | run WORK REPORTS | all WORK REPORTS | add WORK PYTHON | ensure-pypy WORK | ensure-chromium WORK}"
              exit 2 ;;
 esac

@@ -16,8 +16,8 @@ Scenarios:
 - ``gil``: the child is stuck in a catastrophic regex, in C, holding the GIL;
 - ``warden``: the child has 20 grandchildren; the warden is killed, then pytest;
 - ``wardens``: the same, but the warden's standby is killed with it;
-- ``iso-daemon``, ``iso-gil``, ``iso-warden``: the first three in the body of a test
-  under the ``isolated`` marker (a warm template's child under spawn and forkserver).
+- ``iso-daemon``, ``iso-gil``, ``iso-warden``, ``iso-wardens``: the same in the body of a
+  test under the ``isolated`` marker (a warm template's child under spawn and forkserver).
 
 Prints a table of survivors; exits 1 if any scenario left one.
 """
@@ -112,6 +112,7 @@ SCENARIOS = {
     # The same faults in the body of a test under the isolated marker: under spawn and
     # forkserver its child is forked by a warm template.
     "iso-daemon": DAEMON + ISOLATED, "iso-gil": GIL + ISOLATED, "iso-warden": WARDEN + ISOLATED,
+    "iso-wardens": WARDEN + ISOLATED,
 }
 
 
@@ -192,9 +193,9 @@ def probe(scenario: str, method: str, window: float, workdir: Path) -> tuple[int
                 log.close()
                 return -1, "not ready: " + (case / "pytest.log").read_text()[-300:]
             time.sleep(0.02)
-        if scenario in ("warden", "wardens", "iso-warden"):
+        if scenario.endswith(("warden", "wardens")):
             wardens = [proc for proc in carriers(token) if is_warden(proc)]
-            if scenario != "wardens":  # not its standby, the warden's own child
+            if not scenario.endswith("wardens"):  # not its standby, the warden's own child
                 wardens = [proc for proc in wardens if not _parent_is_warden(proc)]
             for proc in wardens:
                 proc.kill()

@@ -56,6 +56,22 @@ def test_every_data_file_of_the_pack_is_shipped() -> None:
     assert not unshipped, f"files of conformance/ that the wheel would leave out: {unshipped}"
 
 
+def test_every_data_file_of_the_package_is_shipped() -> None:
+    # The matrix page's style sheet, py.typed: a file that is not Python reaches the wheel
+    # only through package-data.
+    patterns = _pyproject()["package-data"]
+    unshipped = []
+    for path in (SRC / "pytest_procthread").rglob("*"):
+        parts = path.relative_to(SRC).parts
+        if not path.is_file() or path.suffix in (".py", ".pyc") or any(
+                part == "__pycache__" or part.startswith(".") for part in parts):
+            continue  # caches of tools that ran in the tree
+        package = ".".join(path.parent.relative_to(SRC).parts)
+        if not any(fnmatch.fnmatch(path.name, p) for p in patterns.get(package, [])):
+            unshipped.append(str(path.relative_to(SRC)))
+    assert not unshipped, f"files of the package that the wheel would leave out: {unshipped}"
+
+
 def test_the_installed_pack_is_found() -> None:
     directory = pack_directory()
     assert (directory / "claims.toml").is_file()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_procthread.__main__ import README_END, README_START, main
+from pytest_procthread.matrix.merge import claim_cells
 
 
 def _report(python: str, verdict_spawn: str, pack: str = "1.0") -> dict[str, Any]:
@@ -44,14 +45,16 @@ def test_markdown_merges_platforms(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["matrix", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0]
-    assert header == ("| claim | Linux cpython-3.12 fork | Linux cpython-3.12 spawn | "
-                      "Linux pypy-3.9 fork | Linux pypy-3.9 spawn |")
-    assert "| `c1` | holds 3.5x [3.1-3.9] | holds | holds 3.5x [3.1-3.9] | " \
-           "**refuted (unexpected)** |" in out
-    assert "| `c2` (beyond) | refuted | refuted | refuted | refuted |" in out
+    # One column per runtime: its start methods are named in the cells that differ by them.
+    assert header == "| claim | Linux cpython-3.12 | Linux pypy-3.9 |"
+    assert ("| `c1`: one | fork: holds 3.5x [3.1-3.9]<br>spawn: holds | "
+            "fork: holds 3.5x [3.1-3.9]<br>spawn: **UNEXPECTED refuted** |") in out
+    # Measured once per runtime: one figure, no start method named.
+    assert "| `c2` (beyond the documents): two | refuted (expected) | refuted (expected) |" in out
     assert "**refuted everywhere** (1): c2" in out
     assert "**differs by platform** (1): c1" in out
-    assert "**unexpected verdicts**: 1" in out
+    assert "**unexpected verdicts**: 1 (c1 on Linux pypy-3.9 (spawn))" in out
+    assert "UNEXPECTED: a verdict the expectations do not allow" in out
     assert main(["matrix", str(a), str(b), "--fail-on-unexpected"]) == 1
 
 
@@ -85,7 +88,8 @@ def test_html_is_one_self_contained_file(tmp_path: Path) -> None:
     page = out.read_text()
     assert page.startswith("<!doctype html>") and "</html>" in page
     assert "http" not in page and "<script" not in page and "<link" not in page
-    assert "Linux cpython-3.12 fork" in page and 'title="one"' in page
+    assert "Linux cpython-3.12" in page and '<span class="statement">one</span>' in page
+    assert "<style>" in page and "td.t-unexpected" in page
 
 
 def test_json_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,6 +98,12 @@ def test_json_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     data = json.loads(capsys.readouterr().out)
     assert data["columns"] == ["Linux cpython-3.12 fork", "Linux cpython-3.12 spawn"]
     assert data["summary"]["holds everywhere"] == ["c1"]
+    assert data["runtimes"] == [{"label": "Linux cpython-3.12", "start_methods": ["fork", "spawn"]}]
+    c1, c2 = (row["groups"][0]["cells"] for row in data["rows"])
+    assert [(c["start_methods"], c["scope"]) for c in c1] == [(["fork"], "fork"),
+                                                              (["spawn"], "spawn")]
+    assert [(c["start_methods"], c["scope"], c["verdict"]) for c in c2] == [
+        (["fork", "spawn"], "every start method", "refuted")]
 
 
 def test_readme_section_is_replaced(tmp_path: Path) -> None:
@@ -102,5 +112,33 @@ def test_readme_section_is_replaced(tmp_path: Path) -> None:
     readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\noutro\n")
     assert main(["readme", str(a), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert "old table" not in text and "| `c1` |" in text
+    assert "old table" not in text and "| `c1`: one |" in text
     assert text.startswith("intro\n") and text.endswith("outro\n")
+
+
+def _r(variant: str, verdict: str = "holds") -> dict[str, Any]:
+    return {"variant": variant, "verdict": verdict, "as_expected": True, "figure": ""}
+
+
+def test_a_cell_covers_the_start_methods_its_checks_ran_under() -> None:
+    three = ["fork", "forkserver", "spawn"]
+
+    def shape(results: list[dict[str, Any]], methods: list[str] = three) -> list[Any]:
+        return [(c["start_methods"], c["scope"], c["verdict"])
+                for c in claim_cells({"results": results}, methods)]
+
+    # Measured once: one cell across the runtime.
+    assert shape([_r("-", "refuted")]) == [(three, "every start method", "refuted")]
+    # Checked under one start method by design: one cell that says which.
+    assert shape([_r("fork")]) == [(three, "fork only", "holds")]
+    # Per start method; a method with no check is "not run", not borrowed from another.
+    assert shape([_r("fork-pipe"), _r("spawn-pipe", "refuted")]) == [
+        (["fork"], "fork", "holds"), (["forkserver"], "forkserver", "not run"),
+        (["spawn"], "spawn", "refuted")]
+    # A check that names no method counts under each method beside those that do.
+    assert shape([_r("fork-queue"), _r("-")]) == [
+        (["fork"], "fork", "holds"), (["forkserver"], "forkserver", "holds"),
+        (["spawn"], "spawn", "holds")]
+    assert shape([_r("spawn")], ["spawn"]) == [(["spawn"], "spawn", "holds")]
+    assert shape([{"variant": "-", "verdict": "not run", "as_expected": True}]) == [
+        (three, "every start method", "not run")]

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -208,7 +209,7 @@ def child(ready):
 
 runner = ProcessRunner("fork", 600.0)
 ready_r, ready_w = os.pipe()
-runner.start(child, ready_w)
+handle = runner.start(child, ready_w)
 os.close(ready_w)
 with os.fdopen(ready_r) as f:
     kids = f.readline().split()
@@ -217,18 +218,22 @@ if sys.argv[1:] == ["replace"]:  # once both are killed: a new child, a new ward
     sys.stdin.readline()
     runner.run(os.getpid)
     print(wardens.warden_pid(), flush=True)
+if sys.argv[1:] == ["wait"]:  # waiting for the child, as a test does
+    handle.join(600)
 time.sleep(600)
 """
 
 
-@pytest.mark.parametrize("killed", ["warden", "both"])
+@pytest.mark.parametrize("killed", ["warden", "both", "both-while-waiting"])
 def test_children_outlive_no_killed_warden(tmp_path, killed: str) -> None:
     """The warden is killed, then its test process: its standby stops the child and the
     child's child all the same. Both are killed: the next child's new warden takes the
-    children started before it on its roll."""
+    children started before it on its roll; or, if the test process is waiting for a
+    child, a new warden starts at once, and the test process killed right after the pair
+    still leaves nothing."""
     script = tmp_path / "parent.py"
     script.write_text(STANDBY_SCRIPT)
-    args = ["replace"] if killed == "both" else []
+    args = {"warden": [], "both": ["replace"], "both-while-waiting": ["wait"]}[killed]
     parent = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
                               stdin=subprocess.PIPE)
     procs: list[psutil.Process] = []
@@ -237,13 +242,17 @@ def test_children_outlive_no_killed_warden(tmp_path, killed: str) -> None:
         warden, standby, child, grandchild = (int(word) for word in
                                               select_line(parent.stdout).split())
         procs = [psutil.Process(child), psutil.Process(grandchild)]
-        for pid in (warden, standby) if killed == "both" else (warden,):
+        for pid in (warden,) if killed == "warden" else (warden, standby):
             os.kill(pid, signal.SIGKILL)
             assert wait_ended(psutil.Process(pid), WAIT)
         if killed == "both":
             parent.stdin.write(b"go\n")
             parent.stdin.flush()
             assert int(select_line(parent.stdout)) not in (warden, standby)
+        if killed == "both-while-waiting":
+            # Killed in the same instant as the pair, the test process could not react;
+            # the promise is that it replaces them at once, before anything else.
+            assert new_warden_of(parent.pid, {warden, standby}), "no new warden started"
     finally:
         parent.kill()
         parent.wait(WAIT)
@@ -254,6 +263,20 @@ def test_children_outlive_no_killed_warden(tmp_path, killed: str) -> None:
     for proc in left:
         proc.kill()
     assert not left, f"outlived their test process and its warden: {left}"
+
+
+def new_warden_of(parent: int, old: set[int]) -> bool:
+    """Whether, within WAIT seconds, a warden other than ``old`` watches ``parent``."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if (proc.info["pid"] not in old and len(cmdline) >= 3
+                    and any("warden_program" in part for part in cmdline)
+                    and str(parent) in cmdline):
+                return True
+        time.sleep(0.01)  # nothing to wait on from outside: the warden is not our child
+    return False
 
 
 def select_line(stream: object) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from .claims.shipped import PackMissing, run_pack
-from .matrix import MergeError, build_matrix, load_reports, render
+from .matrix import FORMATS, MergeError, build_matrix, load_reports, render
 
 README_START = "<!-- claims-table:start -->"
 README_END = "<!-- claims-table:end -->"
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     matrix = commands.add_parser("matrix", help="merge claims reports into one table")
     matrix.add_argument("reports", nargs="+", type=Path, help="JSON reports (--procthread-report)")
-    matrix.add_argument("--format", default="markdown", choices=("markdown", "html", "json"))
+    matrix.add_argument("--format", default="markdown", choices=FORMATS)
     matrix.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     matrix.add_argument("--fail-on-unexpected", action="store_true",
                         help="exit 1 if any report has an unexpected verdict")

@@ -2,20 +2,19 @@
 
 The result comes back as one record (``wire.result``) on a pipe that the handle drains
 while it waits, so a large return value never blocks the child, or in a memory file read
-once the child has ended. The handles of this process are tracked so that none outlives
-the interpreter: multiprocessing joins live children at exit without a time limit.
+once the child has ended. While it waits, the handle also watches this process's warden
+(``warden``): one killed while a test waits is replaced at once, before the test process
+too can end with its children unwatched.
 """
 
 from __future__ import annotations
 
-import atexit
 import math
 import multiprocessing.connection
 import os
 import select
 import threading
 import time
-import weakref
 from typing import Any, Optional
 
 from ..child import fdguard
@@ -24,9 +23,12 @@ from ..settings import Settings, validate_timeout
 from ..wire.result import decode as decode_result
 from .capture import Capture, read_frame
 from .launch import ChildProcess, Launched, NoChild
+from .live import untrack
 from .proctree import stop_child_tree
+from .warden import pidfds_ended, watched_pidfds
 
 STOP_GRACE = 2.0
+WARDENS_AFTER = 0.05  # seconds of a wait before the warden pair is watched as well
 # How much of a child's stdout and stderr the Outcome holds: the first and last halves.
 OUTPUT_KEPT = 32 * 2**20
 
@@ -132,6 +134,7 @@ class ProcessHandle:
         child = self._child
         sentinel = child.sentinel
         done = child.done  # a direct fork child of --isolated says when it is done
+        watch_wardens = False
         while True:
             remaining = deadline - time.monotonic()
             waitables: list[Any] = [sentinel]
@@ -139,7 +142,14 @@ class ProcessHandle:
                 waitables.append(self._result_conn)
             if done is not None:
                 waitables.append(done)
-            ready = _wait(waitables, max(0.0, remaining))
+            # The warden pair is watched once the child has run a while: a pidfd more in
+            # the poll is paid by every short child (figures in benchmarks/README.md).
+            wardens = watched_pidfds() if watch_wardens else []
+            ready = _wait(waitables + wardens, max(0.0, remaining if watch_wardens
+                                                   else min(remaining, WARDENS_AFTER)))
+            watch_wardens = True
+            if wardens and any(fd in ready for fd in wardens):
+                pidfds_ended([fd for fd in wardens if fd in ready])
             if self._result_conn is not None and self._result_conn in ready:
                 self._receive_result()
             if done is not None and done in ready:
@@ -233,36 +243,3 @@ def _wait(waitables: list[Any], timeout: float) -> list[Any]:
     # poll() takes milliseconds; round up, so that a wait never ends before its time.
     events = poller.poll(max(0, math.ceil(timeout * 1000)))
     return [by_fd[fd] for fd, _ in events]
-
-
-_live_handles: weakref.WeakSet[ProcessHandle] = weakref.WeakSet()
-_atexit_registered = False
-
-
-def track(handle: ProcessHandle) -> None:
-    """Keep ``handle`` among the live ones, which are killed at interpreter exit."""
-    global _atexit_registered
-    _live_handles.add(handle)
-    if not _atexit_registered:
-        atexit.register(_stop_leftovers_at_exit)
-        _atexit_registered = True
-
-
-def live_pids() -> list[int]:
-    """The pids of this process's children that have not ended yet (for a new warden)."""
-    return [handle.pid for handle in list(_live_handles)
-            if handle.pid and not handle.finished and handle.is_alive()]
-
-
-def untrack(handle: ProcessHandle) -> None:
-    _live_handles.discard(handle)
-
-
-def _stop_leftovers_at_exit() -> None:
-    # multiprocessing joins live non-daemon children at exit, without a time limit;
-    # this runs first (registered later) and makes sure there are none.
-    for handle in list(_live_handles):
-        try:
-            handle.kill()
-        except Exception:
-            pass

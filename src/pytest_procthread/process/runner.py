@@ -20,7 +20,7 @@ from .capture import new_capture
 from .coverage import combine_children, plan_for_child
 from .fork import available as fork_available
 from .fork import start_forked
-from .handle import STOP_GRACE, ProcessHandle, track, untrack
+from .handle import STOP_GRACE, ProcessHandle
 from .launch import (
     FORK,
     MULTIPROCESSING,
@@ -30,6 +30,7 @@ from .launch import (
     choose_launchers,
     reap_exiting,
 )
+from .live import track, untrack
 from .mp import start_with_multiprocessing
 from .scratch import hold, release, remove_idle
 from .session import on_end

@@ -15,7 +15,9 @@ process outside it can stop it. Every child also marks the environment that its 
 children inherit with this process's token (``child.lifeline.mark_tree``): the warden
 then finds the processes that left the tree (``setsid``, a double fork) by that mark.
 A warden killed alone leaves its standby, which has a copy of every enlistment (see
-``child.warden_program``); this process replaces the pair once both are gone.
+``child.warden_program``). Once both are gone this process starts a new pair and enlists
+every live child with it: at once if it is waiting for a child (the handle watches the
+pair's pidfds), else at the next child it starts.
 
 The warden runs ``child/warden_program.py`` with ``python -I -S``. It is started through
 a double fork, so it is never among the test process's children, once per process: at
@@ -31,9 +33,12 @@ import os
 import select
 import signal
 import sys
+import threading
+from collections.abc import Collection
 from typing import Any, Optional
 
 from ..child import lifeline, warden_program
+from .live import live_pids
 from .proctree import pidfd_works
 
 START_WAIT = 10.0  # the first stage only forks; a bound, never reached in practice
@@ -46,14 +51,20 @@ class _Warden:
         self.pidfd = pidfd
         self.pipe = pipe
         self.standby = standby  # the standby's pidfd
+        self.living = [pidfd, standby]  # the pidfds of the pair not seen to end yet
+
+    def forget(self, ended: Collection[int]) -> bool:
+        """Strike the members of the pair that ``ended``; whether one still reads the pipe
+        (either one suffices; closing the pipe while one reads would make it stop every
+        child)."""
+        self.living = [fd for fd in self.living if fd not in ended]
+        return bool(self.living)
 
     def alive(self) -> bool:
-        """Whether the warden or its standby still reads the pipe (either one suffices;
-        closing the pipe while one reads would make it stop every child)."""
         poller = select.poll()
-        poller.register(self.pidfd, select.POLLIN)
-        poller.register(self.standby, select.POLLIN)
-        return len(poller.poll(0)) < 2
+        for fd in self.living:
+            poller.register(fd, select.POLLIN)
+        return self.forget({fd for fd, _ in poller.poll(0)})
 
     def close(self) -> None:
         for fd in (self.pipe, self.pidfd, self.standby):
@@ -164,11 +175,11 @@ def pipe_for_child() -> Optional[int]:
     if _pending is not None:
         settle()
     warden = _warden
-    if warden is not None and warden.owner == os.getpid() and warden.alive():
-        return warden.pipe
-    replacing = warden is not None and warden.owner == os.getpid()
-    if warden is not None and replacing:
-        warden.close()  # it and its standby died (someone killed them): start another
+    if warden is not None and warden.owner == os.getpid():
+        if warden.alive():
+            return warden.pipe
+        _replace(warden)  # it and its standby died (someone killed them)
+        return None if _warden is None else _warden.pipe
     _warden = None
     if _unavailable:
         return None
@@ -180,21 +191,51 @@ def pipe_for_child() -> Optional[int]:
     if _warden is None:
         _unavailable = True  # it could not start here: do not pay for trying again
         return None
-    if replacing:
-        _enlist_live_children(_warden.pipe)
     return _warden.pipe
 
 
-def _enlist_live_children(pipe: int) -> None:
-    """The children that the dead warden watched, on the new one's roll (the pid of a
-    child not reaped yet names that child)."""
-    from .handle import live_pids  # here: only a replacement needs it
+def watched_pidfds() -> list[int]:
+    """The pidfds of this process's warden pair that have not ended: a handle waiting for
+    a child watches them, and passes those that end to :func:`pidfds_ended`."""
+    warden = _warden
+    if warden is None or warden.owner != os.getpid():
+        return []
+    return warden.living
 
-    lines = b"".join(b"%d\n" % pid for pid in live_pids())
-    try:
-        os.write(pipe, lines)
-    except OSError:
-        pass
+
+def pidfds_ended(ended: Collection[int]) -> None:
+    """Members of the warden pair ended: once both have, start a new pair at once, with
+    every live child on its roll, so that the test process ending next is still seen."""
+    warden = _warden
+    if warden is not None and warden.owner == os.getpid() and not warden.forget(ended):
+        _replace(warden)
+
+
+_replacing = threading.Lock()  # two threads waiting on children may notice together
+
+
+def _replace(dead: _Warden) -> None:
+    global _warden, _unavailable
+    with _replacing:
+        if _warden is not dead:
+            return  # the other thread replaced it
+        dead.close()
+        _warden = None
+        launched = _launch()
+        if launched is None:
+            _unavailable = True
+            return
+        stage, pipe = launched
+        # On the roll before the new warden has even started: the pipe holds them until it
+        # reads, and it reads them also if this process is killed meanwhile.
+        lines = b"".join(b"%d\n" % pid for pid in live_pids())
+        try:
+            os.write(pipe, lines)
+        except OSError:
+            pass
+        _warden = _finish(stage, pipe)
+        if _warden is None:
+            _unavailable = True
 
 
 def own_fds() -> set[int]:
