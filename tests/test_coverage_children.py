@@ -385,3 +385,30 @@ def _probe_data_file(where: str) -> tuple[str, str]:
         return data.base_filename(), parent_side.data_file_of(cov)
     finally:
         cov.stop()
+
+
+# -- pytest-cov's contexts ------------------------------------------------------------------
+
+
+@pytest_cov
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_a_childs_lines_carry_the_context_of_its_test(
+    project: pytest.Pytester, method: str, mode: str
+) -> None:
+    """--cov-context=test: a line a child ran is recorded under the test that ran it, as
+    the test process's own lines are (``<nodeid>|run``)."""
+    result = project.runpytest_subprocess(
+        *INNER_ARGS, "--cov=pkg", "--cov-context=test", "--cov-report=",
+        f"--procthread-start-method={method}", *mode_args(mode), timeout=INNER_RUN_LIMIT,
+    )
+    result.assert_outcomes(passed=2)
+    data = coverage.CoverageData(str(project.path / ".coverage"))
+    data.read()
+    work = next(name for name in data.measured_files() if name.endswith("work.py"))
+    contexts = data.contexts_by_lineno(work)
+    test_file = mode_args(mode)[-1]
+    first, second = (int(n) for n in expected_missing("isolated" if mode == "run"
+                                                      else "run").split(", "))
+    assert contexts.get(first) == [f"{test_file}::test_a|run"], contexts
+    assert contexts.get(second) == [f"{test_file}::test_b|run"], contexts

@@ -108,3 +108,17 @@ def test_unittest_cases_without_isolation(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines_random([
         "FAILED *::test_runs_in_a_child - *", "FAILED *::test_2_damage_stays_in_its_child - *",
     ])
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("isolated", [True, False], ids=["isolated", "plain"])
+def test_the_plugins_own_fixtures_work_in_the_body(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, method: str, isolated: bool
+) -> None:
+    """ipc_pipe (under fork the child keeps the test's end, which every other child is
+    kept from), isolated_process (under spawn and forkserver a runner of the child's own,
+    with the same settings, closed with the body) and sibling_thread."""
+    monkeypatch.setenv("EXPECTED_START_METHOD", method)
+    args = ["--isolated"] if isolated else []
+    result = run(pytester, "test_own_fixtures.py", *args, f"--procthread-start-method={method}")
+    result.assert_outcomes(passed=6)

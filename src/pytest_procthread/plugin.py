@@ -44,6 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
         resolve(config)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if config.getoption("cov_context", None) == "test":  # pytest-cov's contexts
+        from .process.coverage import TestContexts
+
+        config.pluginmanager.register(TestContexts(), "procthread-cov-contexts")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

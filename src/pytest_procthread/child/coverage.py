@@ -47,15 +47,23 @@ class CoveragePlan:
     the tag of that process's children's data files, which are named
     ``<data file>.<tag>.<host>.pid<pid>.X<random>x`` (then ``.H<hash>h``)."""
 
-    __slots__ = ("config", "data_file", "tag")
+    __slots__ = ("config", "context", "data_file", "tag")
 
-    def __init__(self, config: str, data_file: str, tag: str) -> None:
+    def __init__(self, config: str, data_file: str, tag: str, context: str = "") -> None:
         self.config = config
         self.data_file = data_file
         self.tag = tag
+        self.context = context  # the dynamic context the child's lines are recorded under
 
     def __repr__(self) -> str:
-        return f"CoveragePlan(data_file={self.data_file!r}, tag={self.tag!r})"
+        return (f"CoveragePlan(data_file={self.data_file!r}, tag={self.tag!r}, "
+                f"context={self.context!r})")
+
+    def under(self, context: str) -> CoveragePlan:
+        """The same plan, for a child whose lines belong to ``context``."""
+        if context == self.context:
+            return self
+        return CoveragePlan(self.config, self.data_file, self.tag, context)
 
     def begin(self) -> None:
         """In the child, before its crash handlers (faulthandler's SIGTERM dump then
@@ -77,6 +85,8 @@ class CoveragePlan:
                            [*cov.get_option("run:disable_warnings"), *QUIET])
             _exit_before = os._exit
             cov.start()
+            if self.context:
+                cov.switch_context(self.context)
             _own, _own_plan = cov, self
         except Exception as exc:  # measured or not, the child runs its call
             _say(f"could not measure this child: {type(exc).__name__}: {exc}")

@@ -12,9 +12,12 @@ Every process of ours that forks uses it: the test process, and a warm template.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Collection, Iterator
 
 _parent_only: set[int] = set()
+_spared: set[int] = set()  # for the forks made in a ``sparing`` block
 
 
 def keep_in_parent(fd: int) -> None:
@@ -25,9 +28,22 @@ def release(fd: int) -> None:
     _parent_only.discard(fd)
 
 
+@contextlib.contextmanager
+def sparing(fds: Collection[int]) -> Iterator[None]:
+    """Forks made in this block keep these parent-only descriptors: the child is to act
+    as this process on them (an ``--isolated`` body under fork uses ``ipc_pipe.parent``),
+    and keeps them from its own children in turn."""
+    _spared.update(fds)
+    try:
+        yield
+    finally:
+        _spared.difference_update(fds)
+
+
 def _close_in_child() -> None:
-    fds = list(_parent_only)
-    _parent_only.clear()
+    fds = [fd for fd in _parent_only if fd not in _spared]
+    _parent_only.intersection_update(_spared)
+    _spared.clear()
     if not fds:
         return
     null = os.open(os.devnull, os.O_RDWR)

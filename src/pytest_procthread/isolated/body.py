@@ -126,6 +126,9 @@ class IsolatedBody:
                     if comparison is not None:
                         sidecar.put("comparison", comparison)
                     raise
+                finally:
+                    if fresh:
+                        _close_rebuilt(kwargs)
             if result is None:
                 return None
             if hasattr(result, "close") and inspect.iscoroutine(result):
@@ -210,6 +213,15 @@ def _fresh_set_up(fn: Callable[..., Any]) -> contextlib.AbstractContextManager[N
         return contextlib.nullcontext()
     owner = getattr(fn, "__self__", None)
     return module_and_class(None if owner is None else type(owner), fn.__module__)
+
+
+def _close_rebuilt(kwargs: dict[str, Any]) -> None:
+    """The fixtures a fresh child rebuilt as its own (``isolated_process``: a runner whose
+    children are this child's), closed with the body as their teardown would."""
+    for value in kwargs.values():
+        close = getattr(value, "__procthread_close_in_child__", None)
+        if close is not None:
+            close()
 
 
 def _start_stand_ins(kwargs: dict[str, Any], sidecar: Sidecar, fresh: bool) -> None:

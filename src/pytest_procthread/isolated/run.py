@@ -15,7 +15,9 @@ from typing import Any, NoReturn, Optional
 
 import pytest
 
+from ..child import fdguard
 from ..errors import NotPicklableError, to_raise
+from ..ipc import IpcPipe
 from ..outcome import Outcome
 from ..process.capture import new_capture
 from ..process.handle import ProcessHandle
@@ -48,7 +50,7 @@ def run(item: pytest.Function, fan: Optional[FanOut] = None) -> None:
                         module=getattr(item.obj, "__module__", "") or "")
         externals = _fill(call, item, method)
         fork_relay = relay_to_fork_child(call.sidecar) if call.sidecar else None
-        with fork_relay or contextlib.nullcontext():
+        with fork_relay or contextlib.nullcontext(), fdguard.sparing(_test_side_fds(call)):
             handle = runner.start(IsolatedBody(call), externals)
         outcome = _join(handle, item)
         comparison = replay(side, getattr(item, "funcargs", {}))
@@ -56,6 +58,13 @@ def run(item: pytest.Function, fan: Optional[FanOut] = None) -> None:
         runner.close()
         side.discard()
     _report(item, outcome, comparison, handle.lost)
+
+
+def _test_side_fds(call: BodyCall) -> set[int]:
+    """The test's own ends of its ``ipc_pipe`` fixtures, which a fork child running the
+    body must keep (they are kept from every other child)."""
+    return {value.parent.fileno() for value in (call.kwargs or {}).values()
+            if isinstance(value, IpcPipe) and not value.parent.closed}
 
 
 def _fill(call: BodyCall, item: pytest.Function, method: str) -> list[Any]:

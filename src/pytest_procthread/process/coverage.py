@@ -7,7 +7,8 @@ an unmeasured process costs: coverage is not even imported. And, at the end of t
 session, :func:`combine_children`: the children's data files folded into this process's
 measurement while it still runs (``coverage run``), so that its report counts them with
 no ``coverage combine``; pytest-cov has combined them already by then, as it combines
-every parallel data file next to its own.
+every parallel data file next to its own. With pytest-cov's ``--cov-context=test``,
+:class:`TestContexts` gives each plan the context of the test phase that starts the child.
 """
 
 from __future__ import annotations
@@ -18,14 +19,50 @@ import socket
 import sys
 from typing import Any, Optional
 
+import pytest
+
 from ..child.coverage import CoveragePlan, measuring
 
 # The measurement the last plan was made for, and that plan.
 _made: Optional[tuple[Any, CoveragePlan]] = None
+# The dynamic context of what this process runs now, where pytest-cov records one.
+_context = ""
+
+
+class TestContexts:
+    """With pytest-cov's ``--cov-context=test``: what a child runs is recorded under the
+    context of the test phase that started it, named as pytest-cov names it
+    (``<nodeid>|setup``, ``|run``, ``|teardown``). Registered only then."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        _set_context(f"{item.nodeid}|setup")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        _set_context(f"{item.nodeid}|run")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        _set_context(f"{item.nodeid}|teardown")
+
+    def pytest_runtest_logfinish(self) -> None:
+        _set_context("")
+
+
+def _set_context(context: str) -> None:
+    global _context
+    _context = context
 
 
 def plan_for_child() -> Optional[CoveragePlan]:
-    """How a child started now measures itself; None if coverage does not measure us."""
+    """How a child started now measures itself, and under which context; None if coverage
+    does not measure us."""
+    plan = _plan()
+    return None if plan is None else plan.under(_context or plan.context)
+
+
+def _plan() -> Optional[CoveragePlan]:
     global _made
     module = sys.modules.get("coverage")
     if module is None:  # never imported: nothing measures this process

@@ -85,6 +85,16 @@ class ProcessRunner:
             self._scratch_dir: Optional[str] = None  # held from the scratch owner, once needed
             self._closed = False
 
+    def __reduce__(self) -> Any:
+        # Sent to a fresh interpreter (the isolated_process of an --isolated body under
+        # spawn or forkserver, an argument of a call): there it is a runner of its own with
+        # the same settings, for that process's children; this one's stay here.
+        return (ProcessRunner, (self.start_method, self.timeout))
+
+    def __procthread_close_in_child__(self) -> None:
+        """Where a fresh child rebuilt this runner: its children end with the body."""
+        self.close()
+
     @property
     def start_method(self) -> str:
         return self.settings.start_method
